@@ -1,0 +1,261 @@
+/**
+ * The project registry: which tier a project is on and where its databases are. The in-memory registry is
+ * for tests, demos and small deployments; the PostgreSQL-backed one lives in `@tenantpool/pg`. Any registry can
+ * be wrapped with `cached`, which keeps lookups of live projects off the backing store and makes repeated lookups
+ * of unknown ids cheap (negative cache with a TTL).
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import * as Duration from "effect/Duration"
+import type { Engine } from "./Engine.ts"
+import { engines } from "./Engine.ts"
+import type { InvalidConnectionString, InvalidProjectId } from "./Errors.ts"
+import { ProjectNotFound } from "./Errors.ts"
+import * as ProjectId from "./ProjectId.ts"
+import * as Target from "./Target.ts"
+import type { TierName } from "./Tier.ts"
+
+/**
+ * A project's configuration.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ProjectConfig {
+  readonly id: ProjectId.ProjectId
+  readonly tier: TierName
+  readonly targets: Readonly<Partial<Record<Engine, Target.Target>>>
+}
+
+/**
+ * A registry change: a project was added, changed or removed.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Change = (id: ProjectId.ProjectId) => void
+
+/**
+ * The registry service.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class ProjectRegistry extends Context.Service<
+  ProjectRegistry,
+  {
+    readonly lookup: (id: ProjectId.ProjectId) => Effect.Effect<ProjectConfig, ProjectNotFound>
+    /** Registers a listener for changes; returns a function that removes it. */
+    readonly subscribe: (listener: Change) => () => void
+  }
+>()("@tenantpool/core/Registry/ProjectRegistry") {}
+
+/**
+ * Input of `register`: connection strings as given by the user (plain or `Redacted`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ProjectInput {
+  readonly id: string
+  readonly tier: TierName
+  readonly postgres?: string | Redacted.Redacted<string> | undefined
+  readonly redis?: string | Redacted.Redacted<string> | undefined
+  readonly mongodb?: string | Redacted.Redacted<string> | undefined
+}
+
+/**
+ * Validates a project's input into a configuration (ids and connection strings).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const validate = (
+  input: ProjectInput,
+  options?: Target.ParseOptions | undefined
+): Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString> =>
+  Effect.gen(function* () {
+    const id = yield* ProjectId.decode(input.id)
+    const targets: Partial<Record<Engine, Target.Target>> = {}
+    for (const engine of engines) {
+      const cs = input[engine]
+      if (cs !== undefined) targets[engine] = yield* Target.parse(engine, cs, options)
+    }
+    return { id, tier: input.tier, targets }
+  })
+
+/**
+ * The in-memory registry, with methods to change it.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class MemoryRegistry extends Context.Service<
+  MemoryRegistry,
+  {
+    readonly register: (input: ProjectInput) => Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString>
+    readonly put: (config: ProjectConfig) => Effect.Effect<void>
+    readonly remove: (id: ProjectId.ProjectId) => Effect.Effect<boolean>
+    readonly size: Effect.Effect<number>
+  }
+>()("@tenantpool/core/Registry/MemoryRegistry") {}
+
+/**
+ * Makes an in-memory registry. Targets are interned by key, so thousands of projects on one server share one
+ * target object (this keeps a registered project at a few hundred bytes).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeMemory = (options?: Target.ParseOptions | undefined) =>
+  Effect.sync(() => {
+    const projects = new Map<string, ProjectConfig>()
+    const interned = new Map<string, { target: Target.Target; refs: number }>()
+    const listeners = new Set<Change>()
+    const notify = (id: ProjectId.ProjectId) => {
+      for (const l of listeners) l(id)
+    }
+    const intern = (config: ProjectConfig): ProjectConfig => {
+      const targets: Partial<Record<Engine, Target.Target>> = {}
+      for (const engine of engines) {
+        const t = config.targets[engine]
+        if (t === undefined) continue
+        const entry = interned.get(t.key)
+        if (entry === undefined) interned.set(t.key, { target: t, refs: 1 })
+        else entry.refs++
+        targets[engine] = entry?.target ?? t
+      }
+      return { id: config.id, tier: config.tier, targets }
+    }
+    const unintern = (config: ProjectConfig) => {
+      for (const engine of engines) {
+        const t = config.targets[engine]
+        if (t === undefined) continue
+        const entry = interned.get(t.key)
+        if (entry !== undefined && --entry.refs === 0) interned.delete(t.key)
+      }
+    }
+    const put = (config: ProjectConfig) =>
+      Effect.sync(() => {
+        const previous = projects.get(config.id)
+        projects.set(config.id, intern(config))
+        if (previous !== undefined) unintern(previous)
+        notify(config.id)
+      })
+    const registry = ProjectRegistry.of({
+      lookup: (id) => {
+        const config = projects.get(id)
+        return config === undefined ? Effect.fail(new ProjectNotFound({ projectId: id })) : Effect.succeed(config)
+      },
+      subscribe: (listener) => {
+        listeners.add(listener)
+        return () => listeners.delete(listener)
+      }
+    })
+    const memory = MemoryRegistry.of({
+      register: (input) => Effect.tap(validate(input, options), put),
+      put,
+      remove: (id) =>
+        Effect.sync(() => {
+          const previous = projects.get(id)
+          if (previous === undefined) return false
+          projects.delete(id)
+          unintern(previous)
+          notify(id)
+          return true
+        }),
+      size: Effect.sync(() => projects.size)
+    })
+    return { registry, memory }
+  })
+
+/**
+ * The in-memory registry as a layer (provides both the registry and its mutators).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerMemory = (options?: Target.ParseOptions | undefined): Layer.Layer<ProjectRegistry | MemoryRegistry> =>
+  Layer.effectContext(
+    Effect.map(makeMemory(options), ({ memory, registry }) =>
+      Context.make(ProjectRegistry, registry).pipe(Context.add(MemoryRegistry, memory))
+    )
+  )
+
+/**
+ * Options of `cached`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface CacheOptions {
+  /** How long a found project is served from the cache (default 30 seconds). */
+  readonly ttl?: Duration.Input | undefined
+  /** How long an unknown id is remembered as unknown (default 10 seconds). */
+  readonly negativeTtl?: Duration.Input | undefined
+  /** Most entries kept; the oldest are dropped beyond it (default 100,000). */
+  readonly capacity?: number | undefined
+}
+
+/**
+ * Wraps a registry with a positive and a negative cache. Concurrent lookups of the same id share one call to the
+ * backing registry; a change notification drops the id from the cache at once.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const cached = (
+  underlying: ProjectRegistry["Service"],
+  options?: CacheOptions | undefined
+): Effect.Effect<ProjectRegistry["Service"]> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? "30 seconds"))
+    const negativeTtl = Duration.toMillis(Duration.fromInputUnsafe(options?.negativeTtl ?? "10 seconds"))
+    const capacity = options?.capacity ?? 100_000
+    // Map iteration order is insertion order: re-inserting on refresh keeps the oldest first for eviction.
+    const entries = new Map<string, { readonly until: number; readonly value: ProjectConfig | undefined }>()
+    const inflight = new Map<string, Effect.Effect<ProjectConfig, ProjectNotFound>>()
+    const listeners = new Set<Change>()
+    underlying.subscribe((id) => {
+      entries.delete(id)
+      for (const l of listeners) l(id)
+    })
+    const store = (id: string, value: ProjectConfig | undefined) => {
+      entries.delete(id)
+      if (entries.size >= capacity) entries.delete(entries.keys().next().value!)
+      entries.set(id, { until: clock.currentTimeMillisUnsafe() + (value === undefined ? negativeTtl : ttl), value })
+    }
+    return ProjectRegistry.of({
+      lookup: (id) => {
+        const hit = entries.get(id)
+        if (hit !== undefined && hit.until > clock.currentTimeMillisUnsafe()) {
+          return hit.value === undefined
+            ? Effect.fail(new ProjectNotFound({ projectId: id }))
+            : Effect.succeed(hit.value)
+        }
+        const pending = inflight.get(id)
+        if (pending !== undefined) return pending
+        const load = underlying.lookup(id).pipe(
+          Effect.tap((config) => Effect.sync(() => store(id, config))),
+          Effect.tapError(() => Effect.sync(() => store(id, undefined))),
+          Effect.ensuring(Effect.sync(() => inflight.delete(id)))
+        )
+        const shared = shareOne(load)
+        inflight.set(id, shared)
+        return shared
+      },
+      subscribe: (listener) => {
+        listeners.add(listener)
+        return () => listeners.delete(listener)
+      }
+    })
+  })
+
+// Memoizes an effect so that concurrent callers share one run (and its result).
+const shareOne = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.runSync(Effect.cached(effect))
