@@ -859,10 +859,12 @@ export const make = (options?: Options | undefined) =>
       pe: ProjectEngine<B, E>,
       op: Operation<B>,
       deadline: number,
+      extraMillis: number,
       start: (call: Call<A, E>) => void
     ): Effect.Effect<A, E | GuardError> =>
       Effect.callback<A, E | GuardError>((resume) => {
         const call = new Call<A, E>(pe, op, deadline, resume)
+        call.extraMillis = extraMillis
         call.begin(start)
         if (call.state === 3) return
         return Effect.sync(() => call.interrupt())
@@ -877,6 +879,7 @@ export const make = (options?: Options | undefined) =>
       probe = false
       targetProbe = false
       startedAt = 0
+      extraMillis = 0
       cancelOnAbandon: (() => void) | undefined = undefined
       readonly pe: ProjectEngine<any, E>
       readonly op: Operation<any>
@@ -953,7 +956,7 @@ export const make = (options?: Options | undefined) =>
         pe.es.active[pe.rt.tier.name]++
         inFlight++
         const t = now()
-        const attemptAt = Math.min(t + pe.es.policy.attemptTimeoutMillis, this.deadline)
+        const attemptAt = Math.min(t + pe.es.policy.attemptTimeoutMillis + this.extraMillis, this.deadline)
         this.entry = deadlines.add(attemptAt, () => this.timeout(attemptAt === this.deadline ? "deadline" : "attempt"))
         this.startedAt = performance.now()
         this.runner!(this)
@@ -1020,7 +1023,8 @@ export const make = (options?: Options | undefined) =>
         countError(pe, "timeout")
         pe.breaker.record(t, true, this.probe)
         pe.ts.breaker.record(t, true, this.targetProbe)
-        const after = budget === "attempt" ? pe.es.policy.attemptTimeoutMillis : pe.rt.tier.limits.timeoutMillis
+        const after =
+          budget === "attempt" ? pe.es.policy.attemptTimeoutMillis + this.extraMillis : pe.rt.tier.limits.timeoutMillis
         const timeout = new Timeout({
           projectId: pe.rt.id,
           engine: pe.es.engine,
@@ -1216,13 +1220,14 @@ export const make = (options?: Options | undefined) =>
     const guard = <A, B, E, R>(
       es: EngineState<B, E>,
       op: Operation<B>,
+      extraMillis: number,
       start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
     ): Effect.Effect<A, E | GuardError, R> =>
       Effect.withFiber((fiber) => {
         const resolved = resolve(fiber, es)
         const go = (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError> => {
           const deadline = now() + pe.rt.tier.limits.timeoutMillis
-          const once = attempt<A, B, E>(pe, op, deadline, (call) => start(pe, call))
+          const once = attempt<A, B, E>(pe, op, deadline, extraMillis, (call) => start(pe, call))
           const guarded = withRetries(es, op, deadline, once)
           if (!spansOn(fiber)) return guarded
           return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {
@@ -1283,8 +1288,13 @@ export const make = (options?: Options | undefined) =>
         const handle: EngineHandle<B, E> = {
           engine: adapter.engine,
           policy,
-          run: <A>(op: Operation<B>, f: (binding: B) => PromiseLike<A>, mapError: (cause: unknown) => E) =>
-            guard<A, B, E, never>(es, op, (pe, call) => {
+          run: <A>(
+            op: Operation<B>,
+            f: (binding: B) => PromiseLike<A>,
+            mapError: (cause: unknown) => E,
+            extraMillis?: number
+          ) =>
+            guard<A, B, E, never>(es, op, extraMillis ?? 0, (pe, call) => {
               let promise: PromiseLike<A>
               try {
                 promise = f(pe.binding)
@@ -1296,9 +1306,9 @@ export const make = (options?: Options | undefined) =>
                 (e) => call.complete(Exit.fail(mapError(e)))
               )
             }),
-          runEffect: <A, R>(op: Operation<B>, f: (binding: B) => Effect.Effect<A, E, R>) =>
+          runEffect: <A, R>(op: Operation<B>, f: (binding: B) => Effect.Effect<A, E, R>, extraMillis?: number) =>
             Effect.withFiber((parent) =>
-              guard<A, B, E, R>(es, op, (pe, call) => {
+              guard<A, B, E, R>(es, op, extraMillis ?? 0, (pe, call) => {
                 const child = Effect.runForkWith(parent.context as Context.Context<R>)(f(pe.binding))
                 call.cancelOnAbandon = () => child.interruptUnsafe()
                 child.addObserver((exit) => call.complete(exit))
