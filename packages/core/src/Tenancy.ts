@@ -132,6 +132,18 @@ export interface Operation<B = never> {
 }
 
 /**
+ * What a driver call can ask of the attempt it runs in: `active` turns false once the attempt has been
+ * abandoned (timed out or interrupted). A call that waits before sending (for a connection to become ready)
+ * must check it before sending, so that nothing reported as failed reaches the server later.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface AttemptSignal {
+  readonly active: boolean
+}
+
+/**
  * The guard, bound to one engine.
  *
  * @category models
@@ -870,7 +882,7 @@ export const make = (options?: Options | undefined) =>
         return Effect.sync(() => call.interrupt())
       })
 
-    class Call<A, E> implements Waiter, FairWaiter {
+    class Call<A, E> implements Waiter, FairWaiter, AttemptSignal {
       state = 0
       grant: (() => void) | undefined = undefined
       tag = 0
@@ -896,6 +908,10 @@ export const make = (options?: Options | undefined) =>
         this.op = op
         this.deadline = deadline
         this.resume = resume
+      }
+
+      get active(): boolean {
+        return this.state === 2
       }
 
       begin(start: (call: Call<A, E>) => void) {
@@ -1290,14 +1306,14 @@ export const make = (options?: Options | undefined) =>
           policy,
           run: <A>(
             op: Operation<B>,
-            f: (binding: B) => PromiseLike<A>,
+            f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
             mapError: (cause: unknown) => E,
             extraMillis?: number
           ) =>
             guard<A, B, E, never>(es, op, extraMillis ?? 0, (pe, call) => {
               let promise: PromiseLike<A>
               try {
-                promise = f(pe.binding)
+                promise = f(pe.binding, call)
               } catch (e) {
                 return call.complete(Exit.fail(mapError(e)))
               }
