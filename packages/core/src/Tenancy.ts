@@ -152,16 +152,21 @@ export interface AttemptSignal {
 export interface EngineHandle<B, E> {
   readonly engine: Engine
   readonly policy: BreakerPolicy.BreakerPolicy
-  /** Guards a promise-returning driver call for the current project (the fast path). */
+  /**
+   * Guards a promise-returning driver call for the current project (the fast path). `extraMillis` lengthens the
+   * attempt timeout of this call (a blocking command that waits on the server by design).
+   */
   readonly run: <A>(
     op: Operation<B>,
-    f: (binding: B) => PromiseLike<A>,
-    mapError: (cause: unknown) => E
+    f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
+    mapError: (cause: unknown) => E,
+    extraMillis?: number
   ) => Effect.Effect<A, E | GuardError>
   /** Guards an effectful driver call for the current project. */
   readonly runEffect: <A, R>(
     op: Operation<B>,
-    f: (binding: B) => Effect.Effect<A, E, R>
+    f: (binding: B) => Effect.Effect<A, E, R>,
+    extraMillis?: number
   ) => Effect.Effect<A, E | GuardError, R>
   /** The current project's binding, for work that manages its own connection (streams, subscriptions). */
   readonly binding: Effect.Effect<{ readonly binding: B; readonly project: ProjectHandle }, E | GuardError>
