@@ -10,7 +10,13 @@
  */
 import * as Metric from "effect/Metric"
 
-const secondsBuckets = [
+/**
+ * Bucket boundaries (seconds) of the two duration histograms.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const durationBoundaries: ReadonlyArray<number> = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 ]
 
@@ -85,7 +91,7 @@ export const circuitBreakerOpenTotal = Metric.counter("circuit_breaker_open_tota
  */
 export const queryDuration = Metric.histogram("db_query_duration_seconds", {
   description: "Database operation duration in seconds",
-  boundaries: secondsBuckets
+  boundaries: durationBoundaries
 })
 
 /**
@@ -96,7 +102,7 @@ export const queryDuration = Metric.histogram("db_query_duration_seconds", {
  */
 export const acquireDuration = Metric.histogram("db_connection_acquire_duration_seconds", {
   description: "Time to acquire a connection from the pool in seconds",
-  boundaries: secondsBuckets
+  boundaries: durationBoundaries
 })
 
 /**

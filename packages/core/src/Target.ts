@@ -214,7 +214,9 @@ const parseUnsafe = (engine: Engine, input: string, options: ParseOptions | unde
     .sort()
     .map((k) => `${k}=${params[k]}`)
     .join("&")
-  const key = `${engine}|${scheme}|${hostKey}|${user ?? ""}|${keyDatabase}|${tls}|${safeParams}|${fingerprint}`
+  // `postgresql://` is an alias of `postgres://`: the same server must not get a second set of connections.
+  const keyScheme = scheme === "postgresql" ? "postgres" : scheme
+  const key = `${engine}|${keyScheme}|${hostKey}|${user ?? ""}|${keyDatabase}|${tls}|${safeParams}|${fingerprint}`
   const label = `${scheme}://${user !== undefined ? `${encodeURIComponent(user)}@` : ""}${hostKey}/${database}`
   return {
     engine,

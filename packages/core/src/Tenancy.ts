@@ -57,6 +57,7 @@ import * as TierModule from "./Tier.ts"
 import { Bulkhead, FairBudget, type FairWaiter, type Waiter } from "./internal/admission.ts"
 import { Breaker, CLOSED, HALF_OPEN, OPEN, PROBE, REJECT, type StateCode, stateName } from "./internal/breaker.ts"
 import { Deadlines, type Entry } from "./internal/deadlines.ts"
+import { CounterCell, HistogramCell } from "./internal/series.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Public models
@@ -260,13 +261,13 @@ const engineIndex: Readonly<Record<Engine, number>> = { postgres: 0, redis: 1, m
 const tierRank: Readonly<Record<TierName, number>> = { FREE: 0, STARTER: 1, PRO: 2, ENTERPRISE: 3 }
 
 interface MetricHandles {
-  readonly ok: Metric.Metric<number, unknown>
-  readonly error: Metric.Metric<number, unknown>
-  readonly openTotal: Metric.Metric<number, unknown>
-  readonly acquire: Metric.Metric<number, unknown>
-  readonly duration: Map<string, Metric.Metric<number, unknown>>
-  readonly errors: Map<string, Metric.Metric<number, unknown>>
   readonly attrs: Readonly<Record<string, string>>
+  ok: CounterCell | undefined
+  error: CounterCell | undefined
+  openTotal: CounterCell | undefined
+  acquire: HistogramCell | undefined
+  readonly duration: Map<string, HistogramCell>
+  readonly errors: Map<string, CounterCell>
 }
 
 class TargetState {
@@ -381,6 +382,7 @@ interface EngineState<B, E> {
   readonly open: Record<TierName, number>
   readonly halfOpen: Record<TierName, number>
   readonly shared: Partial<Record<TierName, MetricHandles>>
+  readonly overflow: Partial<Record<TierName, MetricHandles>>
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -486,50 +488,53 @@ export const make = (options?: Options | undefined) =>
     }
 
     // ---- metrics -------------------------------------------------------------------------------------------
-    const makeHandles = (engine: Engine, tier: TierName, projectId: string | undefined): MetricHandles => {
-      const attrs: Record<string, string> =
+    const makeHandles = (engine: Engine, tier: TierName, projectId: string | undefined): MetricHandles => ({
+      attrs:
         projectId === undefined
           ? { database_type: engine, tier }
-          : { database_type: engine, tier, project_id: projectId }
-      return {
-        attrs,
-        ok: Metric.withAttributes(Metrics.queriesTotal, { ...attrs, status: "success" }),
-        error: Metric.withAttributes(Metrics.queriesTotal, { ...attrs, status: "error" }),
-        openTotal: Metric.withAttributes(Metrics.circuitBreakerOpenTotal, { ...attrs, scope: "project" }),
-        acquire: Metric.withAttributes(Metrics.acquireDuration, attrs),
-        duration: new Map(),
-        errors: new Map()
-      }
-    }
+          : { database_type: engine, tier, project_id: projectId },
+      ok: undefined,
+      error: undefined,
+      openTotal: undefined,
+      acquire: undefined,
+      duration: new Map(),
+      errors: new Map()
+    })
     const handlesOf = (pe: ProjectEngine<any, any>): MetricHandles => {
       if (pe.handles !== undefined) return pe.handles
       const tier = pe.rt.tier.name
-      if (pe.rt.labelSlot === undefined) {
-        const shared = pe.es.shared[tier] ?? (pe.es.shared[tier] = makeHandles(pe.es.engine, tier, undefined))
-        return (pe.handles = shared)
+      const slot = pe.rt.labelSlot
+      if (slot === undefined || slot === Metrics.overflowProject) {
+        const pool = slot === undefined ? pe.es.shared : pe.es.overflow
+        return (pe.handles = pool[tier] ?? (pool[tier] = makeHandles(pe.es.engine, tier, slot)))
       }
-      return (pe.handles = makeHandles(pe.es.engine, tier, pe.rt.labelSlot))
+      return (pe.handles = makeHandles(pe.es.engine, tier, slot))
     }
-    const durationHandle = (h: MetricHandles, op: string) => {
+    const okCell = (h: MetricHandles) =>
+      (h.ok ??= new CounterCell(Metrics.queriesTotal, { ...h.attrs, status: "success" }, context))
+    const errorCell = (h: MetricHandles) =>
+      (h.error ??= new CounterCell(Metrics.queriesTotal, { ...h.attrs, status: "error" }, context))
+    const openTotalCell = (h: MetricHandles) =>
+      (h.openTotal ??= new CounterCell(Metrics.circuitBreakerOpenTotal, { ...h.attrs, scope: "project" }, context))
+    const acquireCell = (h: MetricHandles) =>
+      (h.acquire ??= new HistogramCell(Metrics.acquireDuration, Metrics.durationBoundaries, h.attrs, context))
+    const durationCell = (h: MetricHandles, op: string) => {
       let m = h.duration.get(op)
       if (m === undefined) {
-        m = Metric.withAttributes(Metrics.queryDuration, { ...h.attrs, operation: op })
+        m = new HistogramCell(Metrics.queryDuration, Metrics.durationBoundaries, { ...h.attrs, operation: op }, context)
         h.duration.set(op, m)
-      }
-      return m
-    }
-    const errorHandle = (h: MetricHandles, errorType: string) => {
-      let m = h.errors.get(errorType)
-      if (m === undefined) {
-        m = Metric.withAttributes(Metrics.errorsTotal, { ...h.attrs, error_type: errorType })
-        h.errors.set(errorType, m)
       }
       return m
     }
     const countError = (pe: ProjectEngine<any, any>, errorType: string) => {
       const h = handlesOf(pe)
-      h.error.updateUnsafe(1, context)
-      errorHandle(h, errorType).updateUnsafe(1, context)
+      errorCell(h).n++
+      let m = h.errors.get(errorType)
+      if (m === undefined) {
+        m = new CounterCell(Metrics.errorsTotal, { ...h.attrs, error_type: errorType }, context)
+        h.errors.set(errorType, m)
+      }
+      m.n++
     }
     const removeProjectSeries = (pe: ProjectEngine<any, any>) => {
       if (pe.gauges !== undefined) for (const g of pe.gauges) g.remove()
@@ -537,8 +542,8 @@ export const make = (options?: Options | undefined) =>
       const h = pe.handles
       pe.handles = undefined
       if (h === undefined || h.attrs.project_id === undefined || h.attrs.project_id === Metrics.overflowProject) return
-      for (const m of [h.ok, h.error, h.openTotal, h.acquire, ...h.duration.values(), ...h.errors.values()]) {
-        Metric.removeUnsafe(m, context)
+      for (const cell of [h.ok, h.error, h.openTotal, h.acquire, ...h.duration.values(), ...h.errors.values()]) {
+        cell?.registration.remove()
       }
     }
     const registerProjectGauges = (pe: ProjectEngine<any, any>) => {
@@ -567,7 +572,7 @@ export const make = (options?: Options | undefined) =>
       adjustBreakerCounts(pe.es, tier, from, to)
       emitTransition(pe.es.engine, "project", pe.rt.id, pe.ts.label, to, br)
       if (to === OPEN) {
-        handlesOf(pe).openTotal.updateUnsafe(1, context)
+        openTotalCell(handlesOf(pe)).n++
         scheduleProbe(br, () => (pe.closed ? undefined : pe))
       }
     }
@@ -847,6 +852,18 @@ export const make = (options?: Options | undefined) =>
         )
       )
     })
+    // Tier changes: a raised maxConcurrent admits the tier's queued waiters at once (a lowered one needs nothing:
+    // bulkheads read the live limit, so they admit new work only as running work drains below it).
+    const unlistenTiers = tiers.onChange((tier, previous) => {
+      emit({ _tag: "TierChanged", at: now(), tier: tier.name })
+      const limit = tier.limits.maxConcurrent
+      if (limit <= previous.maxConcurrent) return
+      for (const rt of projects.values()) {
+        if (rt.tier !== tier) continue
+        for (const pe of rt.engines) if (pe !== undefined && pe.bulkhead.queue.length > 0) pe.bulkhead.drain(limit)
+      }
+    })
+    yield* Scope.addFinalizer(layerScope, Effect.sync(unlistenTiers))
     const moveTier = (pe: ProjectEngine<any, any>, from: TierName, to: TierName) => {
       const state = pe.breaker.state
       if (state === OPEN) {
@@ -875,17 +892,22 @@ export const make = (options?: Options | undefined) =>
     const attempt = <A, B, E>(
       pe: ProjectEngine<B, E>,
       op: Operation<B>,
+      t: number,
       deadline: number,
       extraMillis: number,
       start: (call: Call<A, E>) => void
-    ): Effect.Effect<A, E | GuardError> =>
-      Effect.callback<A, E | GuardError>((resume) => {
+    ): Effect.Effect<A, E | GuardError> => {
+      // The caller's clock reading serves the first attempt; a retry reads the clock again.
+      let first = t
+      return Effect.callback<A, E | GuardError>((resume) => {
         const call = new Call<A, E>(pe, op, deadline, resume)
         call.extraMillis = extraMillis
-        call.begin(start)
+        call.begin(first >= 0 ? first : now(), start)
+        first = -1
         if (call.state === 3) return
         return Effect.sync(() => call.interrupt())
       })
+    }
 
     class Call<A, E> implements Waiter, FairWaiter, AttemptSignal {
       state = 0
@@ -896,6 +918,7 @@ export const make = (options?: Options | undefined) =>
       probe = false
       targetProbe = false
       startedAt = 0
+      runAt = 0
       extraMillis = 0
       cancelOnAbandon: (() => void) | undefined = undefined
       readonly pe: ProjectEngine<any, E>
@@ -919,10 +942,9 @@ export const make = (options?: Options | undefined) =>
         return this.state === 2
       }
 
-      begin(start: (call: Call<A, E>) => void) {
+      begin(t: number, start: (call: Call<A, E>) => void) {
         this.runner = start
         const pe = this.pe
-        const t = now()
         if (shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
         // Breakers first: an open circuit rejects at once rather than after a wait in a queue.
         const p = pe.breaker.admit(t)
@@ -937,7 +959,7 @@ export const make = (options?: Options | undefined) =>
         this.targetProbe = q === PROBE
         // Project bulkhead.
         const limits = pe.rt.tier.limits
-        if (pe.bulkhead.tryAcquire(limits.maxConcurrent)) return this.admitTarget()
+        if (pe.bulkhead.tryAcquire(limits.maxConcurrent)) return this.admitTarget(t)
         const queued = pe.bulkhead.queue.length
         if (queued >= limits.maxQueue) {
           return this.overloaded("project", "queue-full", tierWaitEstimate(queued, limits.maxConcurrent, pe.ewmaMillis))
@@ -946,37 +968,37 @@ export const make = (options?: Options | undefined) =>
         if (t + wait > this.deadline) return this.overloaded("project", "deadline", wait)
         this.grant = () => {
           deadlines.cancel(this.entry!)
-          this.admitTarget()
+          this.admitTarget(now())
         }
         pe.bulkhead.queue.push(this)
         this.entry = deadlines.add(this.deadline, () => this.expireWaiting())
       }
 
-      admitTarget() {
+      admitTarget(t: number) {
         const pe = this.pe
         this.state = 1
         const budget = pe.ts.budget
-        if (budget.tryAcquire()) return this.run()
+        if (budget.tryAcquire()) return this.run(t)
         const wait = ((budget.queued + 1) / budget.capacity) * pe.ts.ewmaMillis
-        if (now() + wait > this.deadline) {
+        if (t + wait > this.deadline) {
           pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
           return this.overloaded("target", "deadline", wait)
         }
         this.grant = () => {
           deadlines.cancel(this.entry!)
-          this.run()
+          this.run(now())
         }
         pe.lastTag = budget.enqueue(this, pe.lastTag, pe.rt.tier.weight)
         this.entry = deadlines.add(this.deadline, () => this.expireWaiting())
       }
 
-      run() {
+      run(t: number) {
         const pe = this.pe
         this.state = 2
         pe.running++
         pe.es.active[pe.rt.tier.name]++
         inFlight++
-        const t = now()
+        this.runAt = t
         const attemptAt = Math.min(t + pe.es.policy.attemptTimeoutMillis + this.extraMillis, this.deadline)
         this.entry = deadlines.add(attemptAt, () => this.timeout(attemptAt === this.deadline ? "deadline" : "attempt"))
         this.startedAt = performance.now()
@@ -989,16 +1011,17 @@ export const make = (options?: Options | undefined) =>
         deadlines.cancel(this.entry!)
         const pe = this.pe
         const elapsed = performance.now() - this.startedAt
-        const t = now()
+        // No second clock read: the start time plus the measured duration.
+        const t = this.runAt + elapsed
         this.release()
         pe.ewmaMillis += (elapsed - pe.ewmaMillis) * 0.1
         pe.ts.ewmaMillis += (elapsed - pe.ts.ewmaMillis) * 0.05
         pe.queryCount++
         pe.lastUsed = t
         const h = handlesOf(pe)
-        durationHandle(h, this.op.name).updateUnsafe(elapsed / 1000, context)
+        durationCell(h, this.op.name).observe(elapsed / 1000)
         if (exit._tag === "Success") {
-          h.ok.updateUnsafe(1, context)
+          okCell(h).n++
           pe.breaker.record(t, false, this.probe)
           pe.ts.breaker.record(t, false, this.targetProbe)
           return this.finish(exit)
@@ -1247,9 +1270,10 @@ export const make = (options?: Options | undefined) =>
       Effect.withFiber((fiber) => {
         const resolved = resolve(fiber, es)
         const go = (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError> => {
-          const deadline = now() + pe.rt.tier.limits.timeoutMillis
-          const once = attempt<A, B, E>(pe, op, deadline, extraMillis, (call) => start(pe, call))
-          const guarded = withRetries(es, op, deadline, once)
+          const t = now()
+          const deadline = t + pe.rt.tier.limits.timeoutMillis
+          const once = attempt<A, B, E>(pe, op, t, deadline, extraMillis, (call) => start(pe, call))
+          const guarded = op.idempotent ? withRetries(es, op, deadline, once) : once
           if (!spansOn(fiber)) return guarded
           return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {
             attributes: {
@@ -1283,7 +1307,8 @@ export const make = (options?: Options | undefined) =>
           active: zero(),
           open: zero(),
           halfOpen: zero(),
-          shared: {}
+          shared: {},
+          overflow: {}
         }
         engineStates[engineIndex[adapter.engine]] = es
         for (const tier of tierNames) {
@@ -1343,7 +1368,7 @@ export const make = (options?: Options | undefined) =>
           recordAcquire: (project, seconds) => {
             if (!(project instanceof ProjectRuntime)) return
             const pe = project.engines[engineIndex[adapter.engine]]
-            if (pe !== undefined) handlesOf(pe).acquire.updateUnsafe(seconds, context)
+            if (pe !== undefined) acquireCell(handlesOf(pe)).observe(seconds)
           }
         }
         return handle

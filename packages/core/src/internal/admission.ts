@@ -76,7 +76,7 @@ export class Bulkhead {
   /** Frees a slot and hands it to the next waiter if the (possibly shrunk) limit allows. */
   release(limit: number): void {
     this.active--
-    while (this.active < limit) {
+    while (this.active < limit && this.queue.length > 0) {
       const w = this.queue.shift()
       if (w === undefined) return
       this.active++
