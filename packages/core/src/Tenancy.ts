@@ -451,6 +451,9 @@ export const make = (options?: Options | undefined) =>
     const fork = (effect: Effect.Effect<void>): Fiber.Fiber<void> => runFork(effect)
     const deadlines = new Deadlines(clock, fork)
     const now = () => clock.currentTimeMillisUnsafe()
+    // Durations: `performance.now()` (sub-millisecond) under the live Clock, the Clock itself under any other (a
+    // TestClock), so that measured latencies, breaker times and idle times follow the same clock as deadlines.
+    const stopwatch: () => number = clock === Context.get(Context.empty(), Clock.Clock) ? () => performance.now() : now
 
     const metricsOptions = options?.metrics ?? {}
     const projectLabel = metricsOptions.projectLabel === true
@@ -895,7 +898,7 @@ export const make = (options?: Options | undefined) =>
       t: number,
       deadline: number,
       extraMillis: number,
-      start: (call: Call<A, E>) => void
+      start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
     ): Effect.Effect<A, E | GuardError> => {
       // The caller's clock reading serves the first attempt; a retry reads the clock again.
       let first = t
@@ -909,23 +912,27 @@ export const make = (options?: Options | undefined) =>
       })
     }
 
-    class Call<A, E> implements Waiter, FairWaiter, AttemptSignal {
+    class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
       state = 0
       grant: (() => void) | undefined = undefined
       tag = 0
       seq = 0
-      entry: Entry | undefined = undefined
+      // The call is its own deadline entry (see internal/deadlines.ts).
+      at = 0
+      linked = false
+      prev: Entry | undefined = undefined
+      next: Entry | undefined = undefined
+      attemptBudget: "attempt" | "deadline" = "attempt"
       probe = false
       targetProbe = false
       startedAt = 0
-      runAt = 0
       extraMillis = 0
       cancelOnAbandon: (() => void) | undefined = undefined
       readonly pe: ProjectEngine<any, E>
       readonly op: Operation<any>
       readonly deadline: number
       readonly resume: (effect: Effect.Effect<A, E | GuardError>) => void
-      runner: ((call: Call<A, E>) => void) | undefined = undefined
+      runner: ((pe: ProjectEngine<any, E>, call: Call<A, E>) => void) | undefined = undefined
       constructor(
         pe: ProjectEngine<any, E>,
         op: Operation<any>,
@@ -942,7 +949,12 @@ export const make = (options?: Options | undefined) =>
         return this.state === 2
       }
 
-      begin(t: number, start: (call: Call<A, E>) => void) {
+      onDeadline() {
+        if (this.state === 2) this.timeout(this.attemptBudget)
+        else this.expireWaiting()
+      }
+
+      begin(t: number, start: (pe: ProjectEngine<any, E>, call: Call<A, E>) => void) {
         this.runner = start
         const pe = this.pe
         if (shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
@@ -967,11 +979,11 @@ export const make = (options?: Options | undefined) =>
         const wait = tierWaitEstimate(queued, limits.maxConcurrent, pe.ewmaMillis)
         if (t + wait > this.deadline) return this.overloaded("project", "deadline", wait)
         this.grant = () => {
-          deadlines.cancel(this.entry!)
+          deadlines.cancel(this)
           this.admitTarget(now())
         }
         pe.bulkhead.queue.push(this)
-        this.entry = deadlines.add(this.deadline, () => this.expireWaiting())
+        deadlines.schedule(this, this.deadline)
       }
 
       admitTarget(t: number) {
@@ -985,11 +997,11 @@ export const make = (options?: Options | undefined) =>
           return this.overloaded("target", "deadline", wait)
         }
         this.grant = () => {
-          deadlines.cancel(this.entry!)
+          deadlines.cancel(this)
           this.run(now())
         }
         pe.lastTag = budget.enqueue(this, pe.lastTag, pe.rt.tier.weight)
-        this.entry = deadlines.add(this.deadline, () => this.expireWaiting())
+        deadlines.schedule(this, this.deadline)
       }
 
       run(t: number) {
@@ -998,21 +1010,20 @@ export const make = (options?: Options | undefined) =>
         pe.running++
         pe.es.active[pe.rt.tier.name]++
         inFlight++
-        this.runAt = t
         const attemptAt = Math.min(t + pe.es.policy.attemptTimeoutMillis + this.extraMillis, this.deadline)
-        this.entry = deadlines.add(attemptAt, () => this.timeout(attemptAt === this.deadline ? "deadline" : "attempt"))
-        this.startedAt = performance.now()
-        this.runner!(this)
+        this.attemptBudget = attemptAt === this.deadline ? "deadline" : "attempt"
+        deadlines.schedule(this, attemptAt)
+        this.startedAt = stopwatch()
+        this.runner!(pe, this)
       }
 
       /** The attempt finished (success or the engine's error). */
       complete(exit: Exit.Exit<A, E>) {
         if (this.state !== 2) return
-        deadlines.cancel(this.entry!)
+        deadlines.cancel(this)
         const pe = this.pe
-        const elapsed = performance.now() - this.startedAt
-        // No second clock read: the start time plus the measured duration.
-        const t = this.runAt + elapsed
+        const elapsed = stopwatch() - this.startedAt
+        const t = now()
         this.release()
         pe.ewmaMillis += (elapsed - pe.ewmaMillis) * 0.1
         pe.ts.ewmaMillis += (elapsed - pe.ts.ewmaMillis) * 0.05
@@ -1118,17 +1129,17 @@ export const make = (options?: Options | undefined) =>
         switch (this.state) {
           case 0:
             pe.bulkhead.queue.cancel(this)
-            deadlines.cancel(this.entry!)
+            deadlines.cancel(this)
             this.releaseProbes()
             break
           case 1:
             pe.ts.budget.cancel(this)
-            deadlines.cancel(this.entry!)
+            deadlines.cancel(this)
             pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
             this.releaseProbes()
             break
           case 2:
-            deadlines.cancel(this.entry!)
+            deadlines.cancel(this)
             this.release()
             this.abandon()
             this.releaseProbes()
@@ -1272,7 +1283,7 @@ export const make = (options?: Options | undefined) =>
         const go = (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError> => {
           const t = now()
           const deadline = t + pe.rt.tier.limits.timeoutMillis
-          const once = attempt<A, B, E>(pe, op, t, deadline, extraMillis, (call) => start(pe, call))
+          const once = attempt<A, B, E>(pe, op, t, deadline, extraMillis, start)
           const guarded = op.idempotent ? withRetries(es, op, deadline, once) : once
           if (!spansOn(fiber)) return guarded
           return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {

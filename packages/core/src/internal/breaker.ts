@@ -49,6 +49,9 @@ export class Breaker {
   private readonly ok: Float64Array
   private readonly bad: Float64Array
   private bucketIndex = -1
+  private bucketStart = 0
+  private bucketEnd = -1
+  private current = 0
   private readonly listener: Listener
 
   constructor(policy: BreakerPolicy, listener: Listener) {
@@ -129,6 +132,8 @@ export class Breaker {
   }
 
   private rotate(now: number): number {
+    // Fast path: still inside the current bucket.
+    if (now >= this.bucketStart && now < this.bucketEnd) return this.current
     const width = this.policy.windowMillis / this.policy.buckets
     const index = Math.floor(now / width)
     if (index !== this.bucketIndex) {
@@ -141,7 +146,10 @@ export class Breaker {
       }
       this.bucketIndex = index
     }
-    return ((index % this.ok.length) + this.ok.length) % this.ok.length
+    this.bucketStart = index * width
+    this.bucketEnd = this.bucketStart + width
+    this.current = ((index % this.ok.length) + this.ok.length) % this.ok.length
+    return this.current
   }
 
   private maybeTrip(now: number) {

@@ -15,12 +15,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 
-/** @internal */
+/** Something with a deadline. A guarded call is its own entry, so arming a deadline allocates nothing. @internal */
 export interface Entry {
   at: number
-  fire: (() => void) | undefined
+  linked: boolean
   prev: Entry | undefined
   next: Entry | undefined
+  onDeadline(): void
 }
 
 /** @internal */
@@ -50,7 +51,15 @@ export class Deadlines {
   }
 
   add(at: number, fire: () => void): Entry {
-    const entry: Entry = { at, fire, prev: undefined, next: undefined }
+    const entry: Entry = { at, linked: false, prev: undefined, next: undefined, onDeadline: fire }
+    this.schedule(entry, at)
+    return entry
+  }
+
+  /** Links an entry (not currently linked) to fire at `at`. */
+  schedule(entry: Entry, at: number): void {
+    entry.at = at
+    entry.linked = true
     // Walk back from the tail: deadlines mostly arrive in order, so this is usually one step.
     let after = this.tail
     while (after !== undefined && after.at > at) after = after.prev
@@ -68,13 +77,12 @@ export class Deadlines {
     }
     this.count++
     if (at < this.watchingUntil) this.arm(at)
-    return entry
   }
 
   /** Removes an entry; safe to call twice or after it fired. */
   cancel(entry: Entry): void {
-    if (entry.fire === undefined) return
-    entry.fire = undefined
+    if (!entry.linked) return
+    entry.linked = false
     this.unlink(entry)
     // The watcher is left sleeping: it finds nothing due and re-arms for the new head, or stops.
   }
@@ -109,11 +117,10 @@ export class Deadlines {
     const now = this.clock.currentTimeMillisUnsafe()
     while (this.head !== undefined && this.head.at <= now) {
       const entry = this.head
-      const fire = entry.fire!
-      entry.fire = undefined
+      entry.linked = false
       this.unlink(entry)
       try {
-        fire()
+        entry.onDeadline()
       } catch {
         // A deadline callback must not stop the others; callbacks are internal and do not throw.
       }
