@@ -142,6 +142,8 @@ const guardVariant = (autoPipelining: boolean) =>
 const variants: ReadonlyArray<readonly [string, () => Promise<number>]> = [
   ["raw", () => promiseLoops(() => raw.get("bench:key"))],
   ["raw+ap", () => promiseLoops(() => rawAp.get("bench:key"))],
+  ["effect-raw", () => Effect.runPromise(effectLoops(Effect.promise(() => raw.get("bench:key"))))],
+  ["effect-raw+ap", () => Effect.runPromise(effectLoops(Effect.promise(() => rawAp.get("bench:key"))))],
   ["guard", () => Effect.runPromise(guardVariant(false))],
   ["guard+ap", () => Effect.runPromise(guardVariant(true))],
   ["spec(pool10+opossum)", () => promiseLoops(() => specBreaker.fire())],
@@ -158,7 +160,10 @@ for (let r = 0; r < rounds; r++) {
 const results: Array<Result> = variants.map(([name]) => ({ name, opsPerSecond: median(samples.get(name)!) }))
 report(`Redis GET, ${inflight} in flight, ${seconds} s x ${rounds} rounds (median)`, results, [
   ["guard", "raw"],
+  ["guard", "effect-raw"],
   ["guard+ap", "raw+ap"],
+  ["guard+ap", "effect-raw+ap"],
+  ["effect-raw+ap", "raw+ap"],
   ["guard+ap", "raw"],
   ["spec(pool10+opossum)", "raw"],
   ["naive-effect", "raw"]

@@ -116,19 +116,40 @@ export const makeMemory = (options?: Target.ParseOptions | undefined) =>
   Effect.sync(() => {
     const projects = new Map<string, ProjectConfig>()
     const interned = new Map<string, { target: Target.Target; refs: number }>()
+    const siblings = new Map<string, Target.Target>()
     const listeners = new Set<Change>()
     const notify = (id: ProjectId.ProjectId) => {
       for (const l of listeners) l(id)
     }
+    // Interned by key and database: MongoDB projects share a key (one client per server) but not a database.
+    const internKey = (t: Target.Target) => `${t.key}\u0000${t.database}`
     const intern = (config: ProjectConfig): ProjectConfig => {
       const targets: Partial<Record<Engine, Target.Target>> = {}
       for (const engine of engines) {
         const t = config.targets[engine]
         if (t === undefined) continue
-        const entry = interned.get(t.key)
-        if (entry === undefined) interned.set(t.key, { target: t, refs: 1 })
-        else entry.refs++
-        targets[engine] = entry?.target ?? t
+        const entry = interned.get(internKey(t))
+        if (entry !== undefined) {
+          entry.refs++
+          targets[engine] = entry.target
+          continue
+        }
+        // Same server, another database (MongoDB): share everything but the database-specific fields.
+        const sibling = siblings.get(t.key)
+        const shared =
+          sibling === undefined
+            ? t
+            : {
+                ...t,
+                key: sibling.key,
+                hosts: sibling.hosts,
+                host: sibling.host,
+                password: sibling.password,
+                params: sibling.params
+              }
+        if (sibling === undefined) siblings.set(t.key, t)
+        interned.set(internKey(t), { target: shared, refs: 1 })
+        targets[engine] = shared
       }
       return { id: config.id, tier: config.tier, targets }
     }
@@ -136,8 +157,11 @@ export const makeMemory = (options?: Target.ParseOptions | undefined) =>
       for (const engine of engines) {
         const t = config.targets[engine]
         if (t === undefined) continue
-        const entry = interned.get(t.key)
-        if (entry !== undefined && --entry.refs === 0) interned.delete(t.key)
+        const entry = interned.get(internKey(t))
+        if (entry !== undefined && --entry.refs === 0) {
+          interned.delete(internKey(t))
+          if (siblings.get(t.key) === entry.target) siblings.delete(t.key)
+        }
       }
     }
     const put = (config: ProjectConfig) =>

@@ -1,0 +1,22 @@
+/**
+ * An engine adapter with no server behind it, for benchmarks of the guard itself.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type { Engine } from "@tenantpool/core/Engine"
+import type { EngineAdapter } from "@tenantpool/core/Tenancy"
+
+/** @internal */
+export interface Binding {
+  readonly projectId: string
+}
+
+/** @internal */
+export const fakeAdapter = (engine: Engine): EngineAdapter<Binding, never> => ({
+  engine,
+  bind: (project) => Effect.succeed({ projectId: project.id }),
+  classify: () => ({ infrastructure: true, errorType: "fake", sent: false }),
+  ping: () => Effect.void,
+  targetCapacity: () => 10_000
+})
