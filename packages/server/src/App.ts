@@ -1,0 +1,74 @@
+/**
+ * The example multi-tenant server, as layers: the engines, the tenancy service, the routes, `/metrics`, served by
+ * Node's HTTP server. This is how an application composes tenantpool: engines and the tenancy service are
+ * provided once, outside `HttpRouter.serve`, and each request runs as its project (`tenancy.withProject`).
+ *
+ * @since 0.1.0
+ */
+import { createServer } from "node:http"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { HttpRouter } from "effect/http"
+import * as Layer from "effect/Layer"
+import type { Engine } from "@tenantpool/core/Engine"
+import type { ProjectRegistry } from "@tenantpool/core/Registry"
+import * as Tenancy from "@tenantpool/core/Tenancy"
+import * as Tier from "@tenantpool/core/Tier"
+import * as PrometheusExporter from "@tenantpool/prometheus/PrometheusExporter"
+import * as RedisEngine from "@tenantpool/redis/RedisEngine"
+import * as RedisRoutes from "./RedisRoutes.ts"
+import * as StatusRoutes from "./StatusRoutes.ts"
+
+/**
+ * Options of the server.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly port: number
+  readonly host?: string | undefined
+  readonly tenancy?: Tenancy.Options | undefined
+  readonly tiers?: Partial<Record<Tier.TierName, Tier.TierOverride>> | undefined
+  readonly knownProjects?: ReadonlyArray<{ readonly id: string; readonly tier: string }> | undefined
+  /** Log every request (default false). */
+  readonly requestLog?: boolean | undefined
+}
+
+const served: ReadonlyArray<Engine> = ["redis"]
+
+/**
+ * The routes, to be served (needs the engines and the tenancy service).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const routes = (options: Pick<Options, "knownProjects">) =>
+  Layer.mergeAll(
+    RedisRoutes.layer,
+    StatusRoutes.layer({ knownProjects: options.knownProjects, engines: served }),
+    PrometheusExporter.layerRoute()
+  )
+
+/**
+ * The engines over a tenancy service (the application's shared state).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const engines = (options: Pick<Options, "tenancy" | "tiers">) =>
+  RedisEngine.layer().pipe(
+    Layer.provideMerge(Tenancy.layer(options.tenancy)),
+    Layer.provideMerge(Tier.layer(options.tiers))
+  )
+
+/**
+ * The whole server: routes served on `port`, engines and tenancy provided once. Needs a `ProjectRegistry`.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: Options): Layer.Layer<never, unknown, ProjectRegistry> =>
+  HttpRouter.serve(routes(options), { disableLogger: options.requestLog !== true }).pipe(
+    Layer.provide(engines(options)),
+    Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" }))
+  ) as Layer.Layer<never, unknown, ProjectRegistry>

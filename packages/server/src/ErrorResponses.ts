@@ -1,0 +1,124 @@
+/**
+ * How the example server turns failures into HTTP responses: a clear JSON body, the right status, and
+ * `Retry-After` where the caller should come back later. Secrets never reach a body: every error that can
+ * get here has a message built from ids and codes only.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { HttpServerResponse } from "effect/http"
+
+/**
+ * The JSON error body.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ErrorBody {
+  readonly error: string
+  readonly message: string
+  readonly retryAfterSeconds?: number | undefined
+}
+
+const respond = (status: number, body: ErrorBody, retryAfterMillis?: number) =>
+  HttpServerResponse.jsonUnsafe(
+    retryAfterMillis === undefined
+      ? body
+      : { ...body, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMillis / 1000)) },
+    retryAfterMillis === undefined
+      ? { status }
+      : { status, headers: { "retry-after": String(Math.max(1, Math.ceil(retryAfterMillis / 1000))) } }
+  )
+
+interface Tagged {
+  readonly _tag: string
+  readonly message: string
+  readonly retryAfterMillis?: number
+  readonly isInfrastructure?: boolean
+  readonly kind?: string
+}
+
+const statusOf = (e: Tagged): number => {
+  switch (e._tag) {
+    case "InvalidProjectId":
+    case "SchemaError":
+    case "BadRequest":
+      return 400
+    case "ProjectNotFound":
+    case "NotFound":
+      return 404
+    case "EngineNotConfigured":
+      return 409
+    case "Overloaded":
+    case "RateLimited":
+      return 429
+    case "CircuitOpen":
+    case "ShuttingDown":
+      return 503
+    case "Timeout":
+      return 504
+    case "UnknownOutcome":
+      return 502
+    default:
+      // Engine errors: the caller's mistakes are 4xx, infrastructure is 503.
+      if (e.isInfrastructure === true) return 503
+      if (e.kind === "conflict" || e.kind === "duplicate_key") return 409
+      return e._tag.endsWith("Error") ? 422 : 500
+  }
+}
+
+/**
+ * Maps any failure of a handler to a response.
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const toResponse = (error: unknown): HttpServerResponse.HttpServerResponse => {
+  const e = error as Partial<Tagged> | undefined
+  if (e === undefined || e === null || typeof e._tag !== "string") {
+    return respond(500, { error: "InternalError", message: "internal error" })
+  }
+  const tagged = e as Tagged
+  const status = statusOf(tagged)
+  const retryAfter =
+    tagged._tag === "Overloaded" || tagged._tag === "CircuitOpen" || tagged._tag === "RateLimited"
+      ? tagged.retryAfterMillis
+      : status === 503
+        ? 1000
+        : undefined
+  return respond(status, { error: tagged._tag, message: tagged.message }, retryAfter)
+}
+
+/**
+ * Runs a handler, answering failures with `toResponse` (defects become a 500 without details).
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const handle = <E, R>(
+  self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
+  self.pipe(
+    Effect.catch((e) => Effect.succeed(toResponse(e))),
+    Effect.catchDefect((defect) =>
+      Effect.logError("handler defect", defect).pipe(
+        Effect.as(respond(500, { error: "InternalError", message: "internal error" }))
+      )
+    )
+  )
+
+/**
+ * A 400 for bad input.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const badRequest = (message: string) => ({ _tag: "BadRequest" as const, message })
+
+/**
+ * A 404 for a missing resource.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const notFound = (message: string) => ({ _tag: "NotFound" as const, message })
