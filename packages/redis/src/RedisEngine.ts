@@ -311,6 +311,36 @@ const forbiddenCommands: ReadonlySet<string> = new Set([
   "QUIT"
 ])
 
+/**
+ * Commands that block on the server: `command` runs on the connection every project on the target shares, so one
+ * of these would hold up everyone's commands behind it (the typed `blpop`/`brpop` use a dedicated connection).
+ * XREAD and XREADGROUP block only with a BLOCK argument.
+ */
+const blockingCommands: ReadonlySet<string> = new Set([
+  "BLPOP",
+  "BRPOP",
+  "BRPOPLPUSH",
+  "BLMOVE",
+  "BLMPOP",
+  "BZPOPMIN",
+  "BZPOPMAX",
+  "BZMPOP"
+])
+const isBlocking = (upper: string, args: ReadonlyArray<string | number>): boolean => {
+  if (blockingCommands.has(upper)) return true
+  if (upper !== "XREAD" && upper !== "XREADGROUP") return false
+  // Options come before STREAMS; after it, "block" would be a stream name.
+  for (const a of args) {
+    const word = String(a).toUpperCase()
+    if (word === "STREAMS") return false
+    if (word === "BLOCK") return true
+  }
+  return false
+}
+
+/** Guard errors that mean "not healthy now" rather than "asked wrongly" (no project, engine not configured). */
+const unhealthyTags: ReadonlySet<string> = new Set(["Timeout", "CircuitOpen", "Overloaded", "UnknownOutcome", "ShuttingDown"])
+
 const toPairs = (flat: ReadonlyArray<string>): Array<ScoredMember> => {
   const out: Array<ScoredMember> = []
   for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i]!, score: Number(flat[i + 1]) })
@@ -590,7 +620,9 @@ export const make = (options?: Options | undefined) =>
         }),
       ping: (b) =>
         Effect.tryPromise({
-          try: () => (b.conn.status === "ready" ? b.conn.ping() : Promise.reject(new Error("not connected"))),
+          // Waits for a reconnecting connection (the caller bounds the wait): a probe right after a restart
+          // should find the server, not the client's reconnect backoff.
+          try: () => (b.conn.status === "ready" ? b.conn.ping() : b.shared.whenReady().then(() => b.conn.ping())),
           catch: fromUnknown("ping")
         }),
       stats: (b) => {
@@ -814,7 +846,8 @@ export const make = (options?: Options | undefined) =>
             send(b, s, (c) => {
               const args: Array<string | number> = [k(b, key), min, max, "WITHSCORES"]
               if (o?.limit !== undefined) args.push("LIMIT", o.limit.offset, o.limit.count)
-              return c.call("ZRANGEBYSCORE", ...args) as Promise<Array<string>>
+              // Lower-case: ioredis flattens RESP3 score pairs only for the lower-case command name.
+              return c.call("zrangebyscore", ...args) as Promise<Array<string>>
             }).then(toPairs),
           errFor("zrangebyscore")
         ),
@@ -840,7 +873,7 @@ export const make = (options?: Options | undefined) =>
           (b, s) =>
             send(b, s, (c) => {
               const tx = c.multi()
-              for (const q of commands) tx.call(q.command, ...prefixArgs(b, q.args, q.keys ?? [0]))
+              for (const q of commands) tx.call(q.command.toLowerCase(), ...prefixArgs(b, q.args, q.keys ?? [0]))
               return tx.exec()
             }).then(unwrapExec),
           errFor("exec")
@@ -864,7 +897,7 @@ export const make = (options?: Options | undefined) =>
             )
             const result = yield* onConn(conn, "exec", (c) => {
               const tx = c.multi()
-              for (const q of commands) tx.call(q.command, ...prefixArgs(b, q.args, q.keys ?? [0]))
+              for (const q of commands) tx.call(q.command.toLowerCase(), ...prefixArgs(b, q.args, q.keys ?? [0]))
               return tx.exec()
             })
             if (result === null) {
@@ -913,18 +946,30 @@ export const make = (options?: Options | undefined) =>
             )
           )
         }
+        if (isBlocking(upper, args)) {
+          return Effect.fail(
+            forbidden(upper, "a blocking command would stall the connection the target's projects share; use blpop/brpop")
+          )
+        }
+        // ioredis looks its reply transformers up by the exact (lower-case) name: an upper-case name would get RESP3
+        // shapes (e.g. nested [member, score] pairs) instead of the ones its own methods return.
         return run(
           o?.readOnly === true ? OP.commandReadOnly : OP.command,
-          (b, s) => send(b, s, (c) => c.call(upper, ...prefixArgs(b, args, o?.keys ?? []))),
+          (b, s) => send(b, s, (c) => c.call(upper.toLowerCase(), ...prefixArgs(b, args, o?.keys ?? []))),
           errFor(upper.toLowerCase())
         )
       },
-      healthCheck: Effect.catch(
-        Effect.map(ping, () => true),
-        (e): Effect.Effect<boolean, GuardError> =>
-          e instanceof RedisError || (e as { _tag?: string })._tag === "Timeout"
-            ? Effect.succeed(false)
-            : Effect.fail(e as GuardError)
+      // One attempt timeout in all (the guard would retry a timed-out PING twice), and every sign of an unhealthy
+      // server (an open circuit, overload, a timeout, a Redis error) is `false`; only a misconfigured call fails.
+      healthCheck: ping.pipe(
+        Effect.timeoutOption(Duration.millis(handle.policy.attemptTimeoutMillis)),
+        Effect.map(Option.isSome),
+        Effect.catch(
+          (e): Effect.Effect<boolean, GuardError> =>
+            e instanceof RedisError || unhealthyTags.has((e as { _tag?: string })._tag ?? "")
+              ? Effect.succeed(false)
+              : Effect.fail(e as GuardError)
+        )
       ),
       poolStats: Effect.map(handle.binding, ({ binding: b }) => {
         const d = b.dedicatedStats()

@@ -1,0 +1,155 @@
+/**
+ * The spec's `createRedisClient(projectId, { connectionString, tier, config })`, as a Layer.
+ *
+ * The spec's client is one object per project with its own pool; here the project is registered with the
+ * tenancy service and the client's methods run as that project through the shared engine, so the project gets
+ * its tier's limits and breakers while sharing the server's connection with every other project on it.
+ *
+ * ```ts
+ * const RedisLive = RedisClient.layer("my-project-id", { connectionString: Redacted.make(url), tier: "PRO" })
+ * const program = Effect.gen(function* () {
+ *   const redis = yield* RedisClient.RedisClient
+ *   yield* redis.set("key", "value", 3600)
+ *   const value = yield* redis.get("key")
+ * }).pipe(Effect.provide(RedisLive))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import type {
+  GuardError,
+  InvalidConnectionString,
+  InvalidConfig,
+  InvalidProjectId,
+  ProjectNotFound
+} from "@tenantpool/core/Errors"
+import { MemoryRegistry, ProjectRegistry } from "@tenantpool/core/Registry"
+import * as Tenancy from "@tenantpool/core/Tenancy"
+import type { TierName, TierOverride } from "@tenantpool/core/Tier"
+import * as RedisEngine from "./RedisEngine.ts"
+import type { RedisError } from "./RedisError.ts"
+
+/**
+ * Options of `layer`, after the spec's `createRedisClient` options.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly connectionString: string | Redacted.Redacted<string>
+  readonly tier: TierName
+  /** The spec's `config` (`minPoolSize` / `maxPoolSize`) override the tier's pool sizes for this client's tier. */
+  readonly config?: { readonly minPoolSize?: number | undefined; readonly maxPoolSize?: number | undefined } | undefined
+}
+
+type Op<A> = Effect.Effect<A, RedisError | GuardError | ProjectNotFound | InvalidProjectId>
+
+/**
+ * The spec's client: its methods run as the project the layer was made for.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class RedisClient extends Context.Service<
+  RedisClient,
+  {
+    readonly projectId: string
+    readonly get: (key: string) => Op<string | null>
+    /** `ttlSeconds` as in the spec (`redis.set('key', 'value', 3600)`). */
+    readonly set: (key: string, value: string, ttlSeconds?: number) => Op<boolean>
+    readonly del: (key: string) => Op<number>
+    readonly hset: (key: string, field: string, value: string) => Op<number>
+    readonly hget: (key: string, field: string) => Op<string | null>
+    readonly hgetall: (key: string) => Op<Record<string, string>>
+    readonly lpush: (key: string, ...values: ReadonlyArray<string>) => Op<number>
+    readonly lrange: (key: string, start: number, stop: number) => Op<Array<string>>
+    readonly sadd: (key: string, ...members: ReadonlyArray<string>) => Op<number>
+    readonly smembers: (key: string) => Op<Array<string>>
+    readonly zadd: (key: string, score: number, member: string) => Op<number>
+    readonly zrange: (key: string, start: number, stop: number) => Op<Array<string>>
+    readonly publish: (channel: string, message: string) => Op<number>
+    readonly healthCheck: Effect.Effect<boolean, GuardError | ProjectNotFound | InvalidProjectId>
+    readonly getPoolStats: Op<RedisEngine.RedisPoolStats>
+    /** Frees the project's connections now (the spec's `close()`; they are also freed when the project idles). */
+    readonly close: Effect.Effect<number>
+    /** Any other operation of the engine, as this project. */
+    readonly run: <A, E>(
+      f: (redis: RedisEngine.RedisEngine["Service"]) => Effect.Effect<A, E>
+    ) => Effect.Effect<A, E | ProjectNotFound | InvalidProjectId>
+  }
+>()("@tenantpool/redis/RedisClient") {}
+
+/**
+ * Registers the project (in the `MemoryRegistry`) and provides its client. Needs the Redis engine and the
+ * tenancy service; `layerStandalone` brings its own.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (
+  projectId: string,
+  options: Options
+): Layer.Layer<
+  RedisClient,
+  InvalidProjectId | InvalidConnectionString,
+  RedisEngine.RedisEngine | Tenancy.Tenancy | MemoryRegistry
+> =>
+  Layer.effect(
+    RedisClient,
+    Effect.gen(function* () {
+      const registry = yield* MemoryRegistry
+      const tenancy = yield* Tenancy.Tenancy
+      const redis = yield* RedisEngine.RedisEngine
+      yield* registry.register({ id: projectId, tier: options.tier, redis: options.connectionString })
+      const as = tenancy.withProject(projectId)
+      return RedisClient.of({
+        projectId,
+        get: (key) => as(redis.get(key)),
+        set: (key, value, ttlSeconds) =>
+          as(redis.set(key, value, ttlSeconds === undefined ? undefined : { ttl: `${ttlSeconds} seconds` })),
+        del: (key) => as(redis.del(key)),
+        hset: (key, field, value) => as(redis.hset(key, field, value)),
+        hget: (key, field) => as(redis.hget(key, field)),
+        hgetall: (key) => as(redis.hgetall(key)),
+        lpush: (key, ...values) => as(redis.lpush(key, ...values)),
+        lrange: (key, start, stop) => as(redis.lrange(key, start, stop)),
+        sadd: (key, ...members) => as(redis.sadd(key, ...members)),
+        smembers: (key) => as(redis.smembers(key)),
+        zadd: (key, score, member) => as(redis.zadd(key, { score, member })),
+        zrange: (key, start, stop) => as(redis.zrange(key, start, stop)),
+        publish: (channel, message) => as(redis.publish(channel, message)),
+        healthCheck: as(redis.healthCheck),
+        getPoolStats: as(redis.poolStats),
+        close: tenancy.closeIdleConnections({ idleFor: 0 }),
+        run: (f) => as(f(redis))
+      })
+    })
+  )
+
+/**
+ * The client with everything it needs: an in-memory registry, the tier table (with the spec's `config` pool
+ * sizes applied to the client's tier), the tenancy service and the Redis engine.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerStandalone = (
+  projectId: string,
+  options: Options & { readonly tenancy?: Tenancy.Options | undefined }
+): Layer.Layer<
+  RedisClient | RedisEngine.RedisEngine | Tenancy.Tenancy | ProjectRegistry,
+  InvalidProjectId | InvalidConnectionString | InvalidConfig
+> => {
+  const tierPatch: TierOverride = {
+    ...(options.config?.minPoolSize !== undefined ? { minPool: options.config.minPoolSize } : {}),
+    ...(options.config?.maxPoolSize !== undefined ? { maxPool: options.config.maxPoolSize } : {})
+  }
+  return layer(projectId, options).pipe(
+    Layer.provideMerge(RedisEngine.layer()),
+    Layer.provideMerge(Tenancy.layerMemory({ ...options.tenancy, tiers: { [options.tier]: tierPatch } }))
+  )
+}
