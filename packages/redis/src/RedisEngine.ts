@@ -339,7 +339,13 @@ const isBlocking = (upper: string, args: ReadonlyArray<string | number>): boolea
 }
 
 /** Guard errors that mean "not healthy now" rather than "asked wrongly" (no project, engine not configured). */
-const unhealthyTags: ReadonlySet<string> = new Set(["Timeout", "CircuitOpen", "Overloaded", "UnknownOutcome", "ShuttingDown"])
+const unhealthyTags: ReadonlySet<string> = new Set([
+  "Timeout",
+  "CircuitOpen",
+  "Overloaded",
+  "UnknownOutcome",
+  "ShuttingDown"
+])
 
 const toPairs = (flat: ReadonlyArray<string>): Array<ScoredMember> => {
   const out: Array<ScoredMember> = []
@@ -657,7 +663,16 @@ export const make = (options?: Options | undefined) =>
                 const conn = yield* Pool.get(pool)
                 handle.recordAcquire(b.project, (performance.now() - started) / 1000)
                 return yield* use(conn, b).pipe(
-                  Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Pool.invalidate(pool, conn)))
+                  // Close at once, not with QUIT: QUIT waits behind a BLPOP still blocked on the server, which would
+                  // meanwhile pop (and lose) an element pushed for a caller that is gone.
+                  Effect.onExit((exit) =>
+                    Exit.isSuccess(exit)
+                      ? Effect.void
+                      : Effect.andThen(
+                          Effect.sync(() => conn.disconnect()),
+                          Pool.invalidate(pool, conn)
+                        )
+                  )
                 )
               })
             )
@@ -729,7 +744,13 @@ export const make = (options?: Options | undefined) =>
 
     return RedisEngine.of({
       handle,
-      get: (key) => run(OP.get, (b, s) => send(b, s, (c) => c.get(b.prefix + key)), mapErr.get),
+      // The hottest command: one closure per call on the fast path (the connection is ready).
+      get: (key) =>
+        run(
+          OP.get,
+          (b, s) => (b.conn.status === "ready" ? b.conn.get(b.prefix + key) : send(b, s, (c) => c.get(b.prefix + key))),
+          mapErr.get
+        ),
       set: (key, value, o) =>
         run(
           o?.nx === true || o?.xx === true ? OP.setnx : OP.set,
@@ -948,7 +969,10 @@ export const make = (options?: Options | undefined) =>
         }
         if (isBlocking(upper, args)) {
           return Effect.fail(
-            forbidden(upper, "a blocking command would stall the connection the target's projects share; use blpop/brpop")
+            forbidden(
+              upper,
+              "a blocking command would stall the connection the target's projects share; use blpop/brpop"
+            )
           )
         }
         // ioredis looks its reply transformers up by the exact (lower-case) name: an upper-case name would get RESP3
@@ -964,11 +988,10 @@ export const make = (options?: Options | undefined) =>
       healthCheck: ping.pipe(
         Effect.timeoutOption(Duration.millis(handle.policy.attemptTimeoutMillis)),
         Effect.map(Option.isSome),
-        Effect.catch(
-          (e): Effect.Effect<boolean, GuardError> =>
-            e instanceof RedisError || unhealthyTags.has((e as { _tag?: string })._tag ?? "")
-              ? Effect.succeed(false)
-              : Effect.fail(e as GuardError)
+        Effect.catch((e): Effect.Effect<boolean, GuardError> =>
+          e instanceof RedisError || unhealthyTags.has((e as { _tag?: string })._tag ?? "")
+            ? Effect.succeed(false)
+            : Effect.fail(e as GuardError)
         )
       ),
       poolStats: Effect.map(handle.binding, ({ binding: b }) => {
