@@ -47,6 +47,7 @@ import {
   UnknownOutcome
 } from "./Errors.ts"
 import type { TenancyEvent } from "./Events.ts"
+import { type ProtectionDetail, type ProtectionError, Protections } from "./Protections.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ProjectId from "./ProjectId.ts"
 import { type MemoryRegistry, type ProjectConfig, ProjectRegistry } from "./Registry.ts"
@@ -155,20 +156,38 @@ export interface EngineHandle<B, E> {
   readonly policy: BreakerPolicy.BreakerPolicy
   /**
    * Guards a promise-returning driver call for the current project (the fast path). `extraMillis` lengthens the
-   * attempt timeout of this call (a blocking command that waits on the server by design).
+   * attempt timeout of this call (a blocking command that waits on the server by design). With a `detail`, the
+   * installed protections (see `Protections`) check the call first.
    */
-  readonly run: <A>(
-    op: Operation<B>,
-    f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
-    mapError: (cause: unknown) => E,
-    extraMillis?: number
-  ) => Effect.Effect<A, E | GuardError>
-  /** Guards an effectful driver call for the current project. */
-  readonly runEffect: <A, R>(
-    op: Operation<B>,
-    f: (binding: B) => Effect.Effect<A, E, R>,
-    extraMillis?: number
-  ) => Effect.Effect<A, E | GuardError, R>
+  readonly run: {
+    <A>(
+      op: Operation<B>,
+      f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
+      mapError: (cause: unknown) => E,
+      extraMillis?: number
+    ): Effect.Effect<A, E | GuardError>
+    <A>(
+      op: Operation<B>,
+      f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
+      mapError: (cause: unknown) => E,
+      extraMillis: number | undefined,
+      detail: ProtectionDetail
+    ): Effect.Effect<A, E | GuardError | ProtectionError>
+  }
+  /** Guards an effectful driver call for the current project (checked by the protections with a `detail`). */
+  readonly runEffect: {
+    <A, R>(
+      op: Operation<B>,
+      f: (binding: B) => Effect.Effect<A, E, R>,
+      extraMillis?: number
+    ): Effect.Effect<A, E | GuardError, R>
+    <A, R>(
+      op: Operation<B>,
+      f: (binding: B) => Effect.Effect<A, E, R>,
+      extraMillis: number | undefined,
+      detail: ProtectionDetail
+    ): Effect.Effect<A, E | GuardError | ProtectionError, R>
+  }
   /** The current project's binding, for work that manages its own connection (streams, subscriptions). */
   readonly binding: Effect.Effect<{ readonly binding: B; readonly project: ProjectHandle }, E | GuardError>
   /** Records a pool acquire time for the current project's engine and tier. */
@@ -477,6 +496,9 @@ export const make = (options?: Options | undefined) =>
     const pendingProjects = new Map<string, Effect.Effect<ProjectRuntime, ProjectNotFound>>()
     // Runtimes of projects removed from the registry while busy: freed once their work drains.
     const draining = new Set<ProjectRuntime>()
+    // Runtimes live in a child scope made here, before the shutdown finalizer is added: scopes close their children
+    // and finalizers in reverse order, so shutdown waits for in-flight work before any binding is closed.
+    const runtimes = Scope.forkUnsafe(layerScope)
     let inFlight = 0
     let shuttingDown = false
     let drained: Deferred.Deferred<void> | undefined
@@ -648,7 +670,7 @@ export const make = (options?: Options | undefined) =>
         Effect.map((config) => {
           const live = projects.get(id)
           if (live !== undefined) return live
-          const rt = new ProjectRuntime(id, config, tiers.get(config.tier), now(), Scope.forkUnsafe(layerScope))
+          const rt = new ProjectRuntime(id, config, tiers.get(config.tier), now(), Scope.forkUnsafe(runtimes))
           if (projectLabel) {
             if (labeledProjects < maxProjectSeries) {
               labeledProjects++
@@ -791,6 +813,16 @@ export const make = (options?: Options | undefined) =>
         return closed
       })
 
+    // A breaker that is rejecting calls (open, or half-open) outlives idleness: evicting its project would forget
+    // that the database is down and let the next calls through to it. Once its open time is over it may go.
+    const rejecting = (br: Breaker, t: number) => br.state === HALF_OPEN || (br.state === OPEN && t < br.openUntil)
+    const holdsRejectingBreaker = (rt: ProjectRuntime, t: number): boolean => {
+      for (const pe of rt.engines) {
+        if (pe === undefined) continue
+        if (rejecting(pe.breaker, t) || (pe.ts.users.size === 1 && rejecting(pe.ts.breaker, t))) return true
+      }
+      return false
+    }
     const sweep = (idleFor: number | undefined, reason: "idle" | "closeIdleConnections") =>
       Effect.gen(function* () {
         const t = now()
@@ -810,7 +842,7 @@ export const make = (options?: Options | undefined) =>
               closed++
             }
           }
-          if (rt.busy()) continue
+          if (rt.busy() || holdsRejectingBreaker(rt, t)) continue
           const ttl = idleFor ?? rt.tier.limits.idleTimeoutMillis
           if (t - rt.lastUsed >= ttl) closed += yield* evict(rt, reason)
         }
@@ -818,7 +850,7 @@ export const make = (options?: Options | undefined) =>
       })
 
     // Registry changes: a new tier applies at once; a changed target retires the old binding.
-    registry.subscribe((id) => {
+    const unsubscribeRegistry = registry.subscribe((id) => {
       const rt = projects.get(id)
       if (rt === undefined) return
       fork(
@@ -840,6 +872,11 @@ export const make = (options?: Options | undefined) =>
                     moveTier(pe, rt.tier.name, config.tier)
                   }
                   rt.tier = tiers.get(config.tier)
+                  // A higher limit admits queued waiters now, as a raised tier limit does.
+                  const limit = rt.tier.limits.maxConcurrent
+                  for (const pe of rt.engines) {
+                    if (pe !== undefined && pe.bulkhead.queue.length > 0) pe.bulkhead.drain(limit)
+                  }
                 }
                 for (const engine of engines) {
                   const i = engineIndex[engine]
@@ -866,7 +903,13 @@ export const make = (options?: Options | undefined) =>
         for (const pe of rt.engines) if (pe !== undefined && pe.bulkhead.queue.length > 0) pe.bulkhead.drain(limit)
       }
     })
-    yield* Scope.addFinalizer(layerScope, Effect.sync(unlistenTiers))
+    yield* Scope.addFinalizer(
+      layerScope,
+      Effect.sync(() => {
+        unlistenTiers()
+        unsubscribeRegistry()
+      })
+    )
     const moveTier = (pe: ProjectEngine<any, any>, from: TierName, to: TierName) => {
       const state = pe.breaker.state
       if (state === OPEN) {
@@ -988,6 +1031,11 @@ export const make = (options?: Options | undefined) =>
 
       admitTarget(t: number) {
         const pe = this.pe
+        // Admitted from the project queue after shutdown began: refuse rather than start on a closing binding.
+        if (shuttingDown) {
+          pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+          return this.refuse()
+        }
         this.state = 1
         const budget = pe.ts.budget
         if (budget.tryAcquire()) return this.run(t)
@@ -1006,6 +1054,11 @@ export const make = (options?: Options | undefined) =>
 
       run(t: number) {
         const pe = this.pe
+        if (shuttingDown) {
+          pe.ts.budget.release()
+          pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+          return this.refuse()
+        }
         this.state = 2
         pe.running++
         pe.es.active[pe.rt.tier.name]++
@@ -1121,6 +1174,43 @@ export const make = (options?: Options | undefined) =>
             })
           )
         )
+      }
+
+      refuse() {
+        this.releaseProbes()
+        this.finish(Effect.fail(new ShuttingDown({ engine: this.pe.es.engine })))
+      }
+
+      /** Shutdown stopped waiting: abandon the attempt or the wait, free what it holds, tell the caller. */
+      abort() {
+        const pe = this.pe
+        switch (this.state) {
+          case 0:
+            pe.bulkhead.queue.cancel(this)
+            return this.refuse()
+          case 1:
+            pe.ts.budget.cancel(this)
+            pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+            return this.refuse()
+          case 2: {
+            this.release()
+            this.abandon()
+            this.releaseProbes()
+            const refused = new ShuttingDown({ engine: pe.es.engine })
+            return this.finish(
+              Effect.fail(
+                this.op.idempotent
+                  ? refused
+                  : new UnknownOutcome({
+                      projectId: pe.rt.id,
+                      engine: pe.es.engine,
+                      operation: this.op.name,
+                      cause: refused
+                    })
+              )
+            )
+          }
+        }
       }
 
       /** The caller's fiber was interrupted. */
@@ -1276,8 +1366,9 @@ export const make = (options?: Options | undefined) =>
       es: EngineState<B, E>,
       op: Operation<B>,
       extraMillis: number,
+      detail: ProtectionDetail | undefined,
       start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
-    ): Effect.Effect<A, E | GuardError, R> =>
+    ): Effect.Effect<A, E | GuardError | ProtectionError, R> =>
       Effect.withFiber((fiber) => {
         const resolved = resolve(fiber, es)
         const go = (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError> => {
@@ -1295,9 +1386,17 @@ export const make = (options?: Options | undefined) =>
             }
           })
         }
-        return (Effect.isEffect(resolved) ? Effect.flatMap(resolved, go) : go(resolved)) as Effect.Effect<
+        // Protections: once per call (not per attempt), before admission, only for calls that pass a detail.
+        const checked =
+          detail === undefined
+            ? go
+            : (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError | ProtectionError> => {
+                const pending = fiber.getRef(Protections)?.check(pe.rt, es.engine, op.name, detail)
+                return pending === undefined ? go(pe) : Effect.flatMap(pending, () => go(pe))
+              }
+        return (Effect.isEffect(resolved) ? Effect.flatMap(resolved, checked) : checked(resolved)) as Effect.Effect<
           A,
-          E | GuardError,
+          E | GuardError | ProtectionError,
           R
         >
       })
@@ -1345,13 +1444,14 @@ export const make = (options?: Options | undefined) =>
         const handle: EngineHandle<B, E> = {
           engine: adapter.engine,
           policy,
-          run: <A>(
+          run: (<A>(
             op: Operation<B>,
             f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
             mapError: (cause: unknown) => E,
-            extraMillis?: number
+            extraMillis?: number,
+            detail?: ProtectionDetail
           ) =>
-            guard<A, B, E, never>(es, op, extraMillis ?? 0, (pe, call) => {
+            guard<A, B, E, never>(es, op, extraMillis ?? 0, detail, (pe, call) => {
               let promise: PromiseLike<A>
               try {
                 promise = f(pe.binding, call)
@@ -1362,15 +1462,20 @@ export const make = (options?: Options | undefined) =>
                 (a) => call.complete(Exit.succeed(a)),
                 (e) => call.complete(Exit.fail(mapError(e)))
               )
-            }),
-          runEffect: <A, R>(op: Operation<B>, f: (binding: B) => Effect.Effect<A, E, R>, extraMillis?: number) =>
+            })) as EngineHandle<B, E>["run"],
+          runEffect: (<A, R>(
+            op: Operation<B>,
+            f: (binding: B) => Effect.Effect<A, E, R>,
+            extraMillis?: number,
+            detail?: ProtectionDetail
+          ) =>
             Effect.withFiber((parent) =>
-              guard<A, B, E, R>(es, op, extraMillis ?? 0, (pe, call) => {
+              guard<A, B, E, R>(es, op, extraMillis ?? 0, detail, (pe, call) => {
                 const child = Effect.runForkWith(parent.context as Context.Context<R>)(f(pe.binding))
                 call.cancelOnAbandon = () => child.interruptUnsafe()
                 child.addObserver((exit) => call.complete(exit))
               })
-            ),
+            )) as EngineHandle<B, E>["runEffect"],
           binding: Effect.withFiber((fiber) => {
             const resolved = resolve(fiber, es)
             const out = (pe: ProjectEngine<B, E>) => ({ binding: pe.binding, project: pe.rt as ProjectHandle })
@@ -1488,6 +1593,10 @@ export const make = (options?: Options | undefined) =>
           drained = Deferred.makeUnsafe<void>()
           yield* Effect.timeoutOption(Deferred.await(drained), shutdownTimeout)
         }
+        // Work still running or waiting after the grace period is abandoned before its binding closes (its
+        // deadline would never fire once the watcher stops): the caller hears ShuttingDown, or UnknownOutcome for
+        // a write that may have been applied.
+        for (const entry of deadlines.drain()) if (entry instanceof Call) entry.abort()
         for (const rt of [...projects.values(), ...draining]) yield* evict(rt, "shutdown")
         deadlines.stop()
       })

@@ -19,7 +19,7 @@ describe("Tenancy", () => {
       const engine = yield* tenancy.register(Fake.adapter(server))
       const get = { name: "get", idempotent: true } as const
       const result = yield* engine
-        .runEffect(get, () => Fake.op(server, 5))
+        .runEffect(get, Fake.op(server, 5))
         .pipe(tenancy.withProject("acme"), Effect.forkChild)
       yield* TestClock.adjust("5 millis")
       assert.strictEqual(yield* Fiber.join(result), "ok")

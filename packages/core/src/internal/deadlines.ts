@@ -128,6 +128,19 @@ export class Deadlines {
     if (this.head !== undefined) this.arm(this.head.at)
   }
 
+  /** Unlinks and returns every pending entry, without firing it, and stops the watcher (on shutdown). */
+  drain(): Array<Entry> {
+    const pending: Array<Entry> = []
+    while (this.head !== undefined) {
+      const entry = this.head
+      entry.linked = false
+      this.unlink(entry)
+      pending.push(entry)
+    }
+    this.stop()
+    return pending
+  }
+
   /** Stops the watcher (on shutdown); pending entries never fire. */
   stop(): void {
     if (this.watcher !== undefined) this.watcher.interruptUnsafe()
