@@ -10,6 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type * as Redacted from "effect/Redacted"
 import * as Duration from "effect/Duration"
 import type { Engine } from "./Engine.ts"
@@ -228,7 +229,8 @@ export interface CacheOptions {
 
 /**
  * Wraps a registry with a positive and a negative cache. Concurrent lookups of the same id share one call to the
- * backing registry; a change notification drops the id from the cache at once.
+ * backing registry; a change notification drops the id from the cache at once. Scoped: it stops listening to the
+ * backing registry when its scope closes.
  *
  * @category constructors
  * @since 0.1.0
@@ -236,7 +238,7 @@ export interface CacheOptions {
 export const cached = (
   underlying: ProjectRegistry["Service"],
   options?: CacheOptions | undefined
-): Effect.Effect<ProjectRegistry["Service"]> =>
+): Effect.Effect<ProjectRegistry["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {
     const clock = yield* Clock.Clock
     const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? "30 seconds"))
@@ -246,10 +248,11 @@ export const cached = (
     const entries = new Map<string, { readonly until: number; readonly value: ProjectConfig | undefined }>()
     const inflight = new Map<string, Effect.Effect<ProjectConfig, ProjectNotFound>>()
     const listeners = new Set<Change>()
-    underlying.subscribe((id) => {
+    const unsubscribe = underlying.subscribe((id) => {
       entries.delete(id)
       for (const l of listeners) l(id)
     })
+    yield* Effect.addFinalizer(() => Effect.sync(unsubscribe))
     const store = (id: string, value: ProjectConfig | undefined) => {
       entries.delete(id)
       if (entries.size >= capacity) entries.delete(entries.keys().next().value!)

@@ -1130,7 +1130,11 @@ export const make = (options?: Options | undefined) =>
         pe.errorCount++
         countError(pe, "timeout")
         pe.breaker.record(t, true, this.probe)
-        pe.ts.breaker.record(t, true, this.targetProbe)
+        // A timeout may be one project's slow query rather than a sick server (MongoDB's SDAM makes the same call):
+        // it counts against the project's breaker only. A hung server still opens the target's breaker through
+        // the health checks, whose pings time out for everyone.
+        if (this.targetProbe) pe.ts.breaker.releaseProbe()
+        this.targetProbe = false
         const after =
           budget === "attempt" ? pe.es.policy.attemptTimeoutMillis + this.extraMillis : pe.rt.tier.limits.timeoutMillis
         const timeout = new Timeout({

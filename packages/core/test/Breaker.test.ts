@@ -310,6 +310,22 @@ describe("Breaker", () => {
         for (const meta of yield* tenancy.connections) assert.strictEqual(meta.targetBreaker, "closed")
       }).pipe(H.provide())
     )
+
+    it.effect("one project's slow queries (attempt timeouts) open its own breaker, never the target's", () =>
+      Effect.gen(function* () {
+        const { server, tenancy, engine } = yield* setup({ activeProbe: false, attemptTimeout: "100 millis" }, [
+          "slow",
+          "victim"
+        ])
+        const slow = yield* Effect.forkChild(repeat(12, call(engine, server, "slow", "ok", 5_000)))
+        for (let i = 0; i < 12; i++) yield* TestClock.adjust(100)
+        yield* Fiber.join(slow)
+        assert.strictEqual(yield* tenancy.breakerState("slow", "redis"), "open")
+        assert.strictEqual(server.running, 0, "every timed-out attempt was abandoned on the server")
+        assert.strictEqual((yield* call(engine, server, "victim", "ok"))._tag, "Success")
+        for (const meta of yield* tenancy.connections) assert.strictEqual(meta.targetBreaker, "closed")
+      }).pipe(H.provide())
+    )
   })
 
   it.effect("transitions produce events and metric updates", () =>

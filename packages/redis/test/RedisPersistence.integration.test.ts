@@ -55,15 +55,16 @@ describe("RedisPersistence", () => {
   it.live("rate limits hold across two processes sharing Redis", () =>
     Effect.gen(function* () {
       const opts = options()
-      const limiter = Effect.fnUntraced(function* () {
-        const context = yield* Layer.build(
-          RateLimiter.layer.pipe(Layer.provide(Layer.fresh(RedisPersistence.layerRateLimiterStore(opts))))
-        )
-        return yield* RateLimiter.RateLimiter.pipe(Effect.provideContext(context))
-      })
+      const limiter = () =>
+        Effect.gen(function* () {
+          const context = yield* Layer.build(
+            RateLimiter.layer.pipe(Layer.provide(Layer.fresh(RedisPersistence.layerRateLimiterStore(opts))))
+          )
+          return yield* Effect.provideContext(RateLimiter.RateLimiter, context)
+        })
       const first = yield* limiter()
       const second = yield* limiter()
-      const consume = (l: RateLimiter.RateLimiter["Service"]) =>
+      const consume = (l: RateLimiter.RateLimiter) =>
         l.consume({ key: "project:acme", limit: 3, window: "10 seconds", onExceeded: "fail" }).pipe(Effect.result)
       const results = [yield* consume(first), yield* consume(second), yield* consume(first), yield* consume(second)]
       assert.deepStrictEqual(

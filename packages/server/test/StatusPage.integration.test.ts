@@ -51,9 +51,10 @@ describe("status page", () => {
         })
         yield* Effect.promise(() =>
           page.waitForFunction(
+            // Runs in the page; the tests' tsconfig has no DOM types, hence the loose typing.
             () =>
-              [...document.querySelectorAll("#projects tr")].some(
-                (tr) => tr.textContent?.includes("page-free") === true && tr.querySelector(".state.open") !== null
+              [...(globalThis as any).document.querySelectorAll("#projects tr")].some(
+                (tr: any) => tr.textContent?.includes("page-free") === true && tr.querySelector(".state.open") !== null
               ),
             undefined,
             { timeout: 10_000 }
