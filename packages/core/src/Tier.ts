@@ -196,9 +196,22 @@ export const override = (
     priority: patch.priority ?? base.priority,
     idleTimeoutMillis: idle ?? base.idleTimeoutMillis
   }
-  return decodeLimits(candidate, { errors: "all" }).pipe(
-    Effect.mapError((e) => new InvalidConfig({ field: tier, reason: e.message.replace(/\s+/g, " ").trim() }))
-  )
+  return decodeLimits(candidate, { errors: "all" }).pipe(Effect.mapError((e) => toInvalidConfig(tier, e.message)))
+}
+
+// The option names users write, for the schema's field names.
+const publicName: Readonly<Record<string, string>> = { timeoutMillis: "timeout", idleTimeoutMillis: "idleTimeout" }
+
+// Names the first offending field (`FREE.maxConcurrent`) and says what is wrong with it in the user's words.
+const toInvalidConfig = (tier: TierName, message: string): InvalidConfig => {
+  const lines = message.split("\n").map((l) => l.trim())
+  const at = lines.findIndex((l) => l.startsWith("at ["))
+  const key = at >= 0 ? /^at \["([^"]+)"\]/.exec(lines[at]!)?.[1] : undefined
+  const reason = (at > 0 ? lines[at - 1]! : lines[0]!) || "invalid limits"
+  return new InvalidConfig({
+    field: key === undefined ? tier : `${tier}.${publicName[key] ?? key}`,
+    reason: key !== undefined && publicName[key] !== undefined ? `${reason} (milliseconds)` : reason
+  })
 }
 
 /**
