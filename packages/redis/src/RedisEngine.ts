@@ -284,8 +284,12 @@ const forbiddenCommands: ReadonlySet<string> = new Set([
   "SCRIPT",
   "FUNCTION",
   "FCALL",
+  "FCALL_RO",
   "EVAL",
+  "EVAL_RO",
   "EVALSHA",
+  "EVALSHA_RO",
+  "PUBSUB",
   "AUTH",
   "HELLO",
   "SUBSCRIBE",
@@ -326,6 +330,17 @@ const blockingCommands: ReadonlySet<string> = new Set([
   "BZPOPMAX",
   "BZMPOP"
 ])
+/** SORT reads keys named by its BY and GET patterns, which are not prefixed (BY nosort reads none). */
+const sortReachesPastKeys = (upper: string, args: ReadonlyArray<string | number>): boolean => {
+  if (upper !== "SORT" && upper !== "SORT_RO") return false
+  for (let i = 1; i < args.length; i++) {
+    const word = String(args[i]).toUpperCase()
+    if (word === "GET") return true
+    if (word === "BY" && String(args[i + 1]).toUpperCase() !== "NOSORT") return true
+  }
+  return false
+}
+
 const isBlocking = (upper: string, args: ReadonlyArray<string | number>): boolean => {
   if (blockingCommands.has(upper)) return true
   if (upper !== "XREAD" && upper !== "XREADGROUP") return false
@@ -521,7 +536,10 @@ export const make = (options?: Options | undefined) =>
         connectionName: dedicated ? `${clientName}:dedicated` : clientName,
         enableOfflineQueue: dedicated,
         autoResendUnfulfilledCommands: false,
-        maxRetriesPerRequest: dedicated ? 0 : null,
+        // 0: when a connection closes, ioredis rejects the commands still awaiting a reply (they may have been
+        // applied: an unknown outcome). Without this, `autoResendUnfulfilledCommands: false` drops them unsettled,
+        // and an auto-pipeline they belonged to never finishes, which stalls every later command on the connection.
+        maxRetriesPerRequest: 0,
         enableAutoPipelining: !dedicated && autoPipelining,
         connectTimeout,
         enableReadyCheck: true,
@@ -576,7 +594,14 @@ export const make = (options?: Options | undefined) =>
             }
             return conn
           },
-          catch: fromUnknown("connect")
+          // No command of the caller's was written on a connection that never became ready: a definite failure,
+          // whatever ioredis says about the socket (e.g. "Connection is closed.").
+          catch: (e) => {
+            const error = fromUnknown("connect")(e)
+            return error.sent
+              ? new RedisError({ kind: error.kind, command: "connect", detail: error.detail, sent: false })
+              : error
+          }
         }),
         quit
       )
@@ -959,7 +984,7 @@ export const make = (options?: Options | undefined) =>
         ),
       command: (name, args, o) => {
         const upper = name.toUpperCase()
-        if (forbiddenCommands.has(upper)) {
+        if (forbiddenCommands.has(upper) || sortReachesPastKeys(upper, args)) {
           return Effect.fail(
             forbidden(
               upper,
