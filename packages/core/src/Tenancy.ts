@@ -129,6 +129,11 @@ export interface Operation<B = never> {
   readonly name: string
   /** Whether running it twice is harmless (only idempotent operations are retried). */
   readonly idempotent: boolean
+  /**
+   * Whether it changes data (default: `!idempotent`). A write that fails after it may have reached the server is
+   * reported as `UnknownOutcome` — for an idempotent write (SET, DEL), once its retries are exhausted.
+   */
+  readonly write?: boolean | undefined
   /** Called when an attempt is abandoned (timeout or interruption), to stop server-side work. */
   readonly cancel?: ((binding: B) => void) | undefined
 }
@@ -1001,17 +1006,18 @@ export const make = (options?: Options | undefined) =>
         this.runner = start
         const pe = this.pe
         if (shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
-        // Breakers first: an open circuit rejects at once rather than after a wait in a queue.
-        const p = pe.breaker.admit(t)
-        if (p === REJECT) return this.rejectOpen("project", pe.breaker, t)
-        this.probe = p === PROBE
+        // Breakers first: an open circuit rejects at once rather than after a wait in a queue. The target's first,
+        // so that a project's breaker does not turn half-open (and burn its probe) while the whole target is down.
         const q = pe.ts.breaker.admit(t)
-        if (q === REJECT) {
-          if (this.probe) pe.breaker.releaseProbe()
-          this.probe = false
-          return this.rejectOpen("target", pe.ts.breaker, t)
-        }
+        if (q === REJECT) return this.rejectOpen("target", pe.ts.breaker, t)
         this.targetProbe = q === PROBE
+        const p = pe.breaker.admit(t)
+        if (p === REJECT) {
+          if (this.targetProbe) pe.ts.breaker.releaseProbe()
+          this.targetProbe = false
+          return this.rejectOpen("project", pe.breaker, t)
+        }
+        this.probe = p === PROBE
         // Project bulkhead.
         const limits = pe.rt.tier.limits
         if (pe.bulkhead.tryAcquire(limits.maxConcurrent)) return this.admitTarget(t)
@@ -1104,7 +1110,9 @@ export const make = (options?: Options | undefined) =>
         countError(pe, c.errorType)
         pe.breaker.record(t, c.infrastructure, this.probe)
         pe.ts.breaker.record(t, c.infrastructure, this.targetProbe)
-        if (c.infrastructure && c.sent && !this.op.idempotent) {
+        // Non-idempotent writes are never retried: their outcome is unknown now. Idempotent ones are settled by
+        // the retry loop (a later success settles them; giving up reports them unknown).
+        if (c.infrastructure && c.sent && !this.op.idempotent && isWrite(this.op)) {
           return this.finish(
             Effect.fail(
               new UnknownOutcome({
@@ -1146,7 +1154,7 @@ export const make = (options?: Options | undefined) =>
         })
         this.finish(
           Effect.fail(
-            this.op.idempotent
+            this.op.idempotent || !isWrite(this.op)
               ? timeout
               : new UnknownOutcome({
                   projectId: pe.rt.id,
@@ -1203,7 +1211,7 @@ export const make = (options?: Options | undefined) =>
             const refused = new ShuttingDown({ engine: pe.es.engine })
             return this.finish(
               Effect.fail(
-                this.op.idempotent
+                !isWrite(this.op)
                   ? refused
                   : new UnknownOutcome({
                       projectId: pe.rt.id,
@@ -1304,44 +1312,54 @@ export const make = (options?: Options | undefined) =>
       }
     }
 
+    // An attempt that timed out, or failed on the way after its request was sent, may have been applied.
+    const mayHaveApplied = (es: EngineState<any, any>, error: unknown): boolean => {
+      if (error instanceof Timeout) return error.budget === "attempt"
+      if (error instanceof UnknownOutcome) return true
+      if (isGuardError(error)) return false
+      const c = es.adapter.classify(error)
+      return c.infrastructure && c.sent
+    }
+
     const isRetryable = (es: EngineState<any, any>, op: Operation<any>, error: unknown): boolean => {
       if (!op.idempotent) return false
       if (error instanceof Timeout) return error.budget === "attempt"
-      if (
-        error instanceof CircuitOpen ||
-        error instanceof Overloaded ||
-        error instanceof UnknownOutcome ||
-        error instanceof ShuttingDown ||
-        error instanceof NoCurrentProject ||
-        error instanceof EngineNotConfigured
-      ) {
-        return false
-      }
+      if (isGuardError(error)) return false
       return es.adapter.classify(error).infrastructure
     }
 
     // Retries: only after a failure, so the success path pays nothing for them.
     const withRetries = <A, E>(
+      pe: ProjectEngine<any, E>,
       es: EngineState<any, E>,
       op: Operation<any>,
       deadline: number,
       once: Effect.Effect<A, E | GuardError>
     ): Effect.Effect<A, E | GuardError> =>
       Effect.catch(once, (first) => {
-        if (!isRetryable(es, op, first)) return Effect.fail(first)
+        // Whether some attempt may have applied the write: then giving up is an unknown outcome, not a failure.
+        let applied = isWrite(op) && mayHaveApplied(es, first)
+        const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
+          Effect.fail(
+            applied
+              ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error })
+              : error
+          )
+        if (!isRetryable(es, op, first)) return giveUp(first)
         return Effect.gen(function* () {
           const step = yield* Schedule.toStep(retrySchedule)
           let error: E | GuardError = first
           for (;;) {
             const next = yield* Effect.exit(step(now(), error))
-            if (next._tag === "Failure") return yield* Effect.fail(error)
+            if (next._tag === "Failure") return yield* giveUp(error)
             const delay = Duration.toMillis(next.value[1])
-            if (now() + delay >= deadline) return yield* Effect.fail(error)
+            if (now() + delay >= deadline) return yield* giveUp(error)
             yield* Effect.sleep(Duration.millis(delay))
             const result = yield* Effect.result(once)
             if (result._tag === "Success") return result.success
             error = result.failure
-            if (!isRetryable(es, op, error)) return yield* Effect.fail(error)
+            applied = applied || (isWrite(op) && mayHaveApplied(es, error))
+            if (!isRetryable(es, op, error)) return yield* giveUp(error)
           }
         })
       })
@@ -1379,7 +1397,7 @@ export const make = (options?: Options | undefined) =>
           const t = now()
           const deadline = t + pe.rt.tier.limits.timeoutMillis
           const once = attempt<A, B, E>(pe, op, t, deadline, extraMillis, start)
-          const guarded = op.idempotent ? withRetries(es, op, deadline, once) : once
+          const guarded = op.idempotent ? withRetries(pe, es, op, deadline, once) : once
           if (!spansOn(fiber)) return guarded
           return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {
             attributes: {
@@ -1659,6 +1677,23 @@ export const make = (options?: Options | undefined) =>
         })
     })
   })
+
+const isWrite = (op: Operation<any>): boolean => op.write ?? !op.idempotent
+
+const guardTags: ReadonlySet<string> = new Set([
+  "ProjectNotFound",
+  "EngineNotConfigured",
+  "NoCurrentProject",
+  "Overloaded",
+  "CircuitOpen",
+  "Timeout",
+  "UnknownOutcome",
+  "ShuttingDown",
+  "RateLimited",
+  "QueryRejected"
+])
+const isGuardError = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && guardTags.has((error as { _tag?: unknown })._tag as string)
 
 const gaugeHooks = (get: () => number): Metric.Metric.Hooks<number, any> => ({
   get: () => ({ value: get() }),

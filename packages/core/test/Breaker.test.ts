@@ -139,7 +139,8 @@ describe("Breaker", () => {
       if (error?._tag !== "CircuitOpen") return
       assert.strictEqual(error.engine, "redis")
       assert.strictEqual(error.projectId, "acme")
-      assert.strictEqual(error.scope, "project")
+      // Both breakers opened (one project on its target): the target's is reported, it is checked first.
+      assert.strictEqual(error.scope, "target")
       assert.strictEqual(error.retryAfterMillis, 10_000, "opened for 15 s, 5 s ago")
       assert.strictEqual(error.untilMillis, 15_000)
       assert.include(error.message, 'redis circuit open for project "acme"')
@@ -352,8 +353,8 @@ describe("Breaker", () => {
       assert.deepStrictEqual(transitions(yield* tenancy.recentEvents), [
         "CircuitOpen:project",
         "CircuitOpen:target",
-        "CircuitHalfOpen:project",
         "CircuitHalfOpen:target",
+        "CircuitHalfOpen:project",
         "CircuitClosed:project",
         "CircuitClosed:target"
       ])

@@ -192,6 +192,38 @@ describe("Attempt timeout and retries", () => {
       }).pipe(H.provide())
     )
 
+    it.effect("an idempotent write that may have applied is retried, and unknown once retries run out", () =>
+      Effect.gen(function* () {
+        const { run, server } = yield* setup
+        const put: Tenancy.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
+        const fiber = yield* Effect.forkChild(run(put, 0, "reset"))
+        yield* TestClock.adjust("5 seconds")
+        const error = failureOf(yield* Fiber.join(fiber)) as UnknownOutcome
+        assert.strictEqual(server.calls, 3, "retried: running it again is harmless")
+        assert.strictEqual(error._tag, "UnknownOutcome")
+        assert.deepInclude(error.cause as object, { _tag: "FakeError", kind: "reset" })
+      }).pipe(H.provide())
+    )
+
+    it.effect("an idempotent write refused before sending stays a plain failure", () =>
+      Effect.gen(function* () {
+        const { run } = yield* setup
+        const put: Tenancy.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
+        const fiber = yield* Effect.forkChild(run(put, 0, "down"))
+        yield* TestClock.adjust("5 seconds")
+        assert.deepInclude(failureOf(yield* Fiber.join(fiber)), { _tag: "FakeError", kind: "down", sent: false })
+      }).pipe(H.provide())
+    )
+
+    it.effect("an idempotent read that fails after sending is the original error, not unknown", () =>
+      Effect.gen(function* () {
+        const { run } = yield* setup
+        const fiber = yield* Effect.forkChild(run(Fake.get, 0, "reset"))
+        yield* TestClock.adjust("5 seconds")
+        assert.deepInclude(failureOf(yield* Fiber.join(fiber)), { _tag: "FakeError", kind: "reset" })
+      }).pipe(H.provide())
+    )
+
     it.effect("with the caller's error stay the caller's error", () =>
       Effect.gen(function* () {
         const { run } = yield* setup

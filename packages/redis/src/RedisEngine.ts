@@ -32,6 +32,7 @@ import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as RedisCommands from "@ioredis/commands"
 import { Redis as IORedis } from "ioredis"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { GuardError } from "@tenantpool/core/Errors"
@@ -166,21 +167,42 @@ export interface RedisPoolStats extends PoolStats {
 class SharedConnection {
   readonly conn: IORedis
   refs = 0
-  private ready: Promise<void> | undefined = undefined
+  /** Why the last connection attempt failed, until the connection is ready again. */
+  lastError: RedisError | undefined = undefined
+  private waiters: { promise: Promise<void>; resolve: () => void; reject: (e: RedisError) => void } | undefined =
+    undefined
   constructor(conn: IORedis) {
     this.conn = conn
+    conn.on("error", (e: unknown) => {
+      if (conn.status === "ready") return
+      const error = fromUnknown("connect")(e)
+      this.lastError = new RedisError({ kind: error.kind, command: "connect", detail: error.detail, sent: false })
+      // Commands waiting for the connection learn at once that this attempt failed.
+      const w = this.waiters
+      this.waiters = undefined
+      w?.reject(this.lastError)
+    })
+    conn.on("ready", () => {
+      this.lastError = undefined
+      const w = this.waiters
+      this.waiters = undefined
+      w?.resolve()
+    })
   }
-  /** Resolves when the connection is ready; shared by every waiting command. */
+  /** Resolves when the connection is ready, rejects when the current attempt fails; shared by every waiter. */
   whenReady(): Promise<void> {
-    if (this.ready === undefined) {
-      this.ready = new Promise<void>((resolve) => {
-        this.conn.once("ready", () => {
-          this.ready = undefined
-          resolve()
-        })
+    if (this.waiters === undefined) {
+      let resolve!: () => void
+      let reject!: (e: RedisError) => void
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
       })
+      // A rejection nobody awaits (every waiter was abandoned) is not an error of the process.
+      promise.catch(() => {})
+      this.waiters = { promise, resolve, reject }
     }
-    return this.ready
+    return this.waiters.promise
   }
 }
 
@@ -196,29 +218,34 @@ interface Binding {
 
 const abandoned = new RedisError({ kind: "timeout", command: "-", detail: "abandoned before sending", sent: false })
 
-// Runs a command on the shared connection now, or once it is ready if the attempt is still on by then.
+// Runs a command on the shared connection now, or once it is ready if the attempt is still on by then. While the
+// last connection attempt failed (refused, wrong password), commands fail at once instead of waiting out their
+// timeout: the breaker learns fast, and a wrong password is reported as such rather than as a timeout.
 const send = <A>(b: Binding, signal: AttemptSignal, f: (conn: IORedis) => Promise<A>): Promise<A> => {
   if (b.conn.status === "ready") return f(b.conn)
+  if (b.shared.lastError !== undefined) return Promise.reject(b.shared.lastError)
   return b.shared.whenReady().then(() => (signal.active ? f(b.conn) : Promise.reject(abandoned)))
 }
 
-const op = (name: string, idempotent: boolean): Operation<Binding> => ({ name, idempotent })
+// `write`: an idempotent write that fails after it may have reached the server is reported as UnknownOutcome once
+// its retries run out (non-idempotent ones are writes by default).
+const op = (name: string, idempotent: boolean, write = !idempotent): Operation<Binding> => ({ name, idempotent, write })
 const OP = {
   get: op("get", true),
-  set: op("set", true),
+  set: op("set", true, true),
   setnx: op("set", false),
   mget: op("mget", true),
-  mset: op("mset", true),
-  del: op("del", true),
+  mset: op("mset", true, true),
+  del: op("del", true, true),
   exists: op("exists", true),
-  expire: op("expire", true),
+  expire: op("expire", true, true),
   ttl: op("ttl", true),
   incr: op("incr", false),
-  hset: op("hset", true),
+  hset: op("hset", true, true),
   hget: op("hget", true),
   hmget: op("hmget", true),
   hgetall: op("hgetall", true),
-  hdel: op("hdel", true),
+  hdel: op("hdel", true, true),
   hincrby: op("hincrby", false),
   hexists: op("hexists", true),
   hlen: op("hlen", true),
@@ -227,17 +254,17 @@ const OP = {
   lrange: op("lrange", true),
   llen: op("llen", true),
   lrem: op("lrem", false),
-  ltrim: op("ltrim", true),
+  ltrim: op("ltrim", true, true),
   bpop: op("bpop", false),
-  sadd: op("sadd", true),
-  srem: op("srem", true),
+  sadd: op("sadd", true, true),
+  srem: op("srem", true, true),
   smembers: op("smembers", true),
   sismember: op("sismember", true),
   scard: op("scard", true),
-  zadd: op("zadd", true),
+  zadd: op("zadd", true, true),
   zrange: op("zrange", true),
   zrangebyscore: op("zrangebyscore", true),
-  zrem: op("zrem", true),
+  zrem: op("zrem", true, true),
   zscore: op("zscore", true),
   zincrby: op("zincrby", false),
   zcard: op("zcard", true),
@@ -490,8 +517,10 @@ export class RedisEngine extends Context.Service<
       options?: { readonly count?: number; readonly type?: string }
     ) => Stream.Stream<string, RedisError | GuardError>
     /**
-     * Any other command. `keys` lists the argument positions that are keys (prefixed); commands that reach
-     * across the keyspace or change the connection are refused.
+     * Any other command. Its key arguments get the project's prefix: the positions come from Redis's command table,
+     * or from `keys` (required for commands the table does not know, e.g. modules'). Commands that reach across the
+     * keyspace, block, or change the connection are refused. Read-only commands (by the table, or `readOnly`) are
+     * retried like other reads.
      */
     readonly command: (
       name: string,
@@ -1002,10 +1031,18 @@ export const make = (options?: Options | undefined) =>
         }
         // ioredis looks its reply transformers up by the exact (lower-case) name: an upper-case name would get RESP3
         // shapes (e.g. nested [member, score] pairs) instead of the ones its own methods return.
+        const lower = upper.toLowerCase()
+        const known = RedisCommands.exists(lower)
+        if (!known && o?.keys === undefined) {
+          return Effect.fail(forbidden(upper, "unknown command: pass its key argument positions in `keys`"))
+        }
+        // Key positions from Redis's command table, so the project's prefix applies without being asked for.
+        const keys = o?.keys ?? RedisCommands.getKeyIndexes(lower, args.map(String))
+        const readOnly = o?.readOnly ?? (known && RedisCommands.hasFlag(lower, "readonly"))
         return run(
-          o?.readOnly === true ? OP.commandReadOnly : OP.command,
-          (b, s) => send(b, s, (c) => c.call(upper.toLowerCase(), ...prefixArgs(b, args, o?.keys ?? []))),
-          errFor(upper.toLowerCase())
+          readOnly ? OP.commandReadOnly : OP.command,
+          (b, s) => send(b, s, (c) => c.call(lower, ...prefixArgs(b, args, keys))),
+          errFor(lower)
         )
       },
       // One attempt timeout in all (the guard would retry a timed-out PING twice), and every sign of an unhealthy

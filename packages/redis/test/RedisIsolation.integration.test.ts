@@ -54,6 +54,33 @@ describe("RedisEngine isolation", () => {
     }).pipe(Effect.provide(Fx.layer()))
   )
 
+  it.live("the raw command escape hatch prefixes key arguments by Redis's command table", () =>
+    Effect.gen(function* () {
+      const url = TestServers.url("redis")
+      const registry = yield* MemoryRegistry
+      const redis = yield* RedisEngine
+      const tenancy = yield* Tenancy.Tenancy
+      const a = Fx.projectId("cmd-a")
+      const b = Fx.projectId("cmd-b")
+      yield* registry.register({ id: a, tier: "PRO", redis: url })
+      yield* registry.register({ id: b, tier: "PRO", redis: url })
+      yield* redis.set("k", "mine").pipe(tenancy.withProject(a))
+      yield* redis.set("k2", "also mine").pipe(tenancy.withProject(a))
+      assert.strictEqual(yield* redis.command("GET", ["k"]).pipe(tenancy.withProject(a)), "mine")
+      assert.deepStrictEqual(yield* redis.command("MGET", ["k", "k2"]).pipe(tenancy.withProject(a)), [
+        "mine",
+        "also mine"
+      ])
+      assert.strictEqual(yield* redis.command("GET", ["k"]).pipe(tenancy.withProject(b)), null)
+      // Naming another project's key spells out its prefix, which gets this project's prefix in front.
+      assert.strictEqual(yield* redis.command("GET", [`${a}:k`]).pipe(tenancy.withProject(b)), null)
+      assert.strictEqual(yield* redis.command("GETRANGE", ["k", 0, 1]).pipe(tenancy.withProject(a)), "mi")
+      const unknown = yield* Effect.flip(redis.command("NOSUCHCMD", ["k"]).pipe(tenancy.withProject(a)))
+      assert.instanceOf(unknown, RedisError)
+      assert.strictEqual((unknown as RedisError).kind, "forbidden")
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
   it.live("50 projects on one target share one connection named tenantpool; another db is another target", () =>
     Effect.gen(function* () {
       const server = yield* Servers.acquirePrivate("redis")

@@ -1,0 +1,160 @@
+/**
+ * The Redis command policy: commands a tier may not run, refused with `QueryRejected` (rule `redis-command`) before
+ * they reach the server.
+ *
+ * The Redis engine already refuses, for every project, the commands that reach past a project's keys (KEYS,
+ * FLUSHALL, CONFIG, …) in its `command` escape hatch; this policy is the tier-level layer above it, applied through
+ * the guard to typed operations and commands alike, with a typed error and a metric. Defaults:
+ *
+ * | Tier | Blocked |
+ * | --- | --- |
+ * | every tier | KEYS, FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN |
+ * | FREE, STARTER | also SORT, SORT_RO (O(N log N), and BY/GET patterns read other keys) |
+ * | FREE | also the set algebra: SUNION, SINTER, SDIFF, ZUNION, ZINTER, ZDIFF and their STORE forms (O(total size)) |
+ *
+ * Until the engine passes command names to the guard (see the package README), `protectCommand` wraps the
+ * engine's `command` from outside.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
+import type { GuardError } from "@tenantpool/core/Errors"
+import * as Protections from "@tenantpool/core/Protections"
+import { type TierName, tierNames } from "@tenantpool/core/Tier"
+import type { RedisEngine } from "@tenantpool/redis/RedisEngine"
+import type { RedisError } from "@tenantpool/redis/RedisError"
+import * as Finding from "./Finding.ts"
+
+/**
+ * Blocked on every tier: the spec's dangerous commands.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const alwaysBlocked: ReadonlyArray<string> = ["KEYS", "FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN"]
+
+const setAlgebra = [
+  "SUNION",
+  "SINTER",
+  "SDIFF",
+  "SUNIONSTORE",
+  "SINTERSTORE",
+  "SDIFFSTORE",
+  "ZUNION",
+  "ZINTER",
+  "ZDIFF",
+  "ZUNIONSTORE",
+  "ZINTERSTORE",
+  "ZDIFFSTORE"
+]
+
+/**
+ * The default blocked commands of each tier (see the module comment).
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultBlocked: Readonly<Record<TierName, ReadonlyArray<string>>> = {
+  FREE: [...alwaysBlocked, "SORT", "SORT_RO", ...setAlgebra],
+  STARTER: [...alwaysBlocked, "SORT", "SORT_RO"],
+  PRO: alwaysBlocked,
+  ENTERPRISE: alwaysBlocked
+}
+
+/**
+ * Options of the policy.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Per-tier lists replacing the defaults. */
+  readonly blocked?: Partial<Record<TierName, ReadonlyArray<string>>> | undefined
+  /** A list for particular projects, else the tier's. */
+  readonly blockedFor?: ((project: ProjectHandle) => ReadonlyArray<string> | undefined) | undefined
+}
+
+/**
+ * The policy.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class RedisCommandPolicy extends Context.Service<
+  RedisCommandPolicy,
+  {
+    readonly blocked: (project: ProjectHandle) => ReadonlySet<string>
+    /** The rejection of a command (upper case) for a project, if its policy blocks it. */
+    readonly inspect: (project: ProjectHandle, command: string) => Finding.Finding | undefined
+  }
+>()("@tenantpool/protections/RedisCommandPolicy") {}
+
+/**
+ * Builds the policy.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = (options?: Options | undefined): RedisCommandPolicy["Service"] => {
+  const sets = {} as Record<TierName, ReadonlySet<string>>
+  for (const tier of tierNames) {
+    sets[tier] = new Set((options?.blocked?.[tier] ?? defaultBlocked[tier]).map((c) => c.toUpperCase()))
+  }
+  const custom = new WeakMap<ReadonlyArray<string>, ReadonlySet<string>>()
+  const blocked = (project: ProjectHandle): ReadonlySet<string> => {
+    const own = options?.blockedFor?.(project)
+    if (own === undefined) return sets[project.tierName]
+    let set = custom.get(own)
+    if (set === undefined) custom.set(own, (set = new Set(own.map((c) => c.toUpperCase()))))
+    return set
+  }
+  return RedisCommandPolicy.of({
+    blocked,
+    inspect: (project, command) =>
+      blocked(project).has(command) ? Finding.reject("redis-command", `${command} is blocked on this tier`) : undefined
+  })
+}
+
+/**
+ * The policy as a layer.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options?: Options | undefined): Layer.Layer<RedisCommandPolicy> =>
+  Layer.sync(RedisCommandPolicy, () => make(options))
+
+const details = new Map<string, Protections.ProtectionDetail>()
+
+/**
+ * The detail of a Redis command, one shared object per command name: engines pass it to `run` for typed operations
+ * without allocating per call.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const commandDetail = (command: string): Protections.ProtectionDetail => {
+  const upper = command.toUpperCase()
+  let detail = details.get(upper)
+  if (detail === undefined) details.set(upper, (detail = { command: upper }))
+  return detail
+}
+
+/**
+ * Wraps the Redis engine's `command` escape hatch so the installed protections (rate limit, command policy) check
+ * each command first.
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const protectCommand =
+  (command: RedisEngine["Service"]["command"]) =>
+  (
+    name: string,
+    args: ReadonlyArray<string | number>,
+    options?: { readonly keys?: ReadonlyArray<number>; readonly readOnly?: boolean }
+  ): Effect.Effect<unknown, RedisError | GuardError | Protections.ProtectionError> =>
+    Effect.andThen(Protections.check("redis", "command", commandDetail(name)), command(name, args, options))

@@ -1,0 +1,100 @@
+/**
+ * The Redis command policy on the real engine and server: blocked commands are refused before they are sent
+ * (checked with a raw client: the keys survive), allowed ones run, per tier.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { Redis as IORedis } from "ioredis"
+import { MemoryRegistry } from "@tenantpool/core/Registry"
+import * as Tenancy from "@tenantpool/core/Tenancy"
+import type { TierName } from "@tenantpool/core/Tier"
+import * as RedisEngine from "@tenantpool/redis/RedisEngine"
+import * as Isolation from "@tenantpool/testing/Isolation"
+import * as TestServers from "@tenantpool/testing/TestServers"
+import * as ApiProtections from "../src/ApiProtections.ts"
+import { protectCommand } from "../src/RedisCommandPolicy.ts"
+import * as G from "./fixtures/Guarded.ts"
+
+const raw = (url: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new IORedis(url, { lazyConnect: true })
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.quit().catch(() => "closed"))
+  )
+
+/** The engine and the protections, with a project of each tier on a Redis database of this test's own. */
+const setup = Effect.gen(function* () {
+  const url = yield* Isolation.freshRedisDb(TestServers.url("redis"))
+  const registry = yield* MemoryRegistry
+  const tiers: ReadonlyArray<TierName> = ["FREE", "STARTER", "PRO", "ENTERPRISE"]
+  const ids = Object.fromEntries(tiers.map((t) => [t, `${t.toLowerCase()}-cmd`])) as Record<TierName, string>
+  for (const tier of tiers) yield* registry.register({ id: ids[tier], tier, redis: url })
+  const redis = yield* RedisEngine.RedisEngine
+  const tenancy = yield* Tenancy.Tenancy
+  const command = protectCommand(redis.command)
+  return { url, ids, redis, tenancy, command }
+})
+
+const provide = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  self.pipe(
+    Effect.provide(ApiProtections.layerWith({ sql: false, mongo: false })),
+    Effect.provide(RedisEngine.layer()),
+    G.provide()
+  )
+
+describe("RedisCommandPolicy", () => {
+  it.live("refuses KEYS and FLUSHALL for FREE before they reach the server, and runs allowed commands", () =>
+    provide(
+      Effect.gen(function* () {
+        const { url, ids, redis, tenancy, command } = yield* setup
+        const client = yield* raw(url)
+        const asFree = tenancy.withProject(ids.FREE)
+        yield* redis.set("kept", "v").pipe(asFree)
+        for (const name of ["KEYS", "flushall"]) {
+          const error = yield* Effect.flip(command(name, name === "KEYS" ? ["*"] : []).pipe(asFree))
+          assert.strictEqual(error._tag, "QueryRejected", name)
+          if (error._tag === "QueryRejected") {
+            assert.strictEqual(error.rule, "redis-command")
+            assert.strictEqual(error.tier, "FREE")
+            assert.strictEqual(error.projectId, ids.FREE)
+          }
+        }
+        assert.strictEqual(yield* Effect.promise(() => client.get(`${ids.FREE}:kept`)), "v", "nothing was flushed")
+        assert.strictEqual(yield* command("SET", ["via-command", "1"], { keys: [0] }).pipe(asFree), "OK")
+        assert.strictEqual(yield* Effect.promise(() => client.get(`${ids.FREE}:via-command`)), "1")
+      })
+    )
+  )
+
+  it.live("blocks SORT and set algebra by tier: refused for FREE, run for PRO", () =>
+    provide(
+      Effect.gen(function* () {
+        const { ids, redis, tenancy, command } = yield* setup
+        for (const tier of ["FREE", "PRO"] as const) {
+          const as = tenancy.withProject(ids[tier])
+          yield* redis.rpush("nums", "3", "1", "2").pipe(as)
+          yield* redis.sadd("s1", "a", "b").pipe(as)
+          yield* redis.sadd("s2", "b", "c").pipe(as)
+        }
+        const asFree = tenancy.withProject(ids.FREE)
+        const asPro = tenancy.withProject(ids.PRO)
+        const sortFree = yield* Effect.flip(command("SORT", ["nums"], { keys: [0] }).pipe(asFree))
+        assert.strictEqual(sortFree._tag, "QueryRejected")
+        const unionFree = yield* Effect.flip(command("SUNION", ["s1", "s2"], { keys: [0, 1] }).pipe(asFree))
+        assert.strictEqual(unionFree._tag, "QueryRejected")
+        assert.deepStrictEqual(yield* command("SORT", ["nums"], { keys: [0] }).pipe(asPro), ["1", "2", "3"])
+        const union = (yield* command("SUNION", ["s1", "s2"], { keys: [0, 1] }).pipe(asPro)) as Array<string>
+        assert.deepStrictEqual([...union].sort(), ["a", "b", "c"])
+        const sortStarter = yield* Effect.flip(
+          command("SORT", ["nums"], { keys: [0] }).pipe(tenancy.withProject(ids.STARTER))
+        )
+        assert.strictEqual(sortStarter._tag, "QueryRejected", "STARTER blocks SORT too")
+        const keysEnterprise = yield* Effect.flip(command("KEYS", ["*"]).pipe(tenancy.withProject(ids.ENTERPRISE)))
+        assert.strictEqual(keysEnterprise._tag, "QueryRejected", "KEYS is blocked on every tier")
+      })
+    )
+  )
+})
