@@ -7,6 +7,7 @@
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import { Engine } from "./Engine.ts"
+import type { ProtectionError } from "./Protections.ts"
 
 /**
  * A project id failed validation.
@@ -201,7 +202,8 @@ export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDo
 }
 
 /**
- * Every error the guard itself can produce, apart from the engine's own errors.
+ * Every error the guard itself can produce, apart from the engine's own errors (including the installed
+ * protections' `RateLimited` and `QueryRejected`).
  *
  * @category errors
  * @since 0.1.0
@@ -215,3 +217,4 @@ export type GuardError =
   | Timeout
   | UnknownOutcome
   | ShuttingDown
+  | ProtectionError

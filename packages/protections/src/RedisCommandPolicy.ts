@@ -12,20 +12,16 @@
  * | FREE, STARTER | also SORT, SORT_RO (O(N log N), and BY/GET patterns read other keys) |
  * | FREE | also the set algebra: SUNION, SINTER, SDIFF, ZUNION, ZINTER, ZDIFF and their STORE forms (O(total size)) |
  *
- * Until the engine passes command names to the guard (see the package README), `protectCommand` wraps the
- * engine's `command` from outside.
+ * The Redis engine passes every call's command name to the guard (typed operations and `command` alike), so the
+ * policy applies to all of them once `ApiProtections` (or this policy's layer) is installed.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
-import type { GuardError } from "@tenantpool/core/Errors"
 import * as Protections from "@tenantpool/core/Protections"
 import { type TierName, tierNames } from "@tenantpool/core/Tier"
-import type { RedisEngine } from "@tenantpool/redis/RedisEngine"
-import type { RedisError } from "@tenantpool/redis/RedisError"
 import * as Finding from "./Finding.ts"
 
 /**
@@ -142,19 +138,3 @@ export const commandDetail = (command: string): Protections.ProtectionDetail => 
   if (detail === undefined) details.set(upper, (detail = { command: upper }))
   return detail
 }
-
-/**
- * Wraps the Redis engine's `command` escape hatch so the installed protections (rate limit, command policy) check
- * each command first.
- *
- * @category combinators
- * @since 0.1.0
- */
-export const protectCommand =
-  (command: RedisEngine["Service"]["command"]) =>
-  (
-    name: string,
-    args: ReadonlyArray<string | number>,
-    options?: { readonly keys?: ReadonlyArray<number>; readonly readOnly?: boolean }
-  ): Effect.Effect<unknown, RedisError | GuardError | Protections.ProtectionError> =>
-    Effect.andThen(Protections.check("redis", "command", commandDetail(name)), command(name, args, options))

@@ -36,6 +36,7 @@ import * as RedisCommands from "@ioredis/commands"
 import { Redis as IORedis } from "ioredis"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { GuardError } from "@tenantpool/core/Errors"
+import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
 import {
   Tenancy,
@@ -229,7 +230,16 @@ const send = <A>(b: Binding, signal: AttemptSignal, f: (conn: IORedis) => Promis
 
 // `write`: an idempotent write that fails after it may have reached the server is reported as UnknownOutcome once
 // its retries run out (non-idempotent ones are writes by default).
-const op = (name: string, idempotent: boolean, write = !idempotent): Operation<Binding> => ({ name, idempotent, write })
+// `detail` names the command for the installed protections (rate limits, per-tier command policy).
+interface RedisOperation extends Operation<Binding> {
+  readonly detail: ProtectionDetail
+}
+const op = (name: string, idempotent: boolean, write = !idempotent): RedisOperation => ({
+  name,
+  idempotent,
+  write,
+  detail: { command: name.toUpperCase() }
+})
 const OP = {
   get: op("get", true),
   set: op("set", true, true),
@@ -695,14 +705,18 @@ export const make = (options?: Options | undefined) =>
       }
     })
 
-    const run = handle.run
+    const run = <A>(
+      o: RedisOperation,
+      f: (b: Binding, s: AttemptSignal) => PromiseLike<A>,
+      m: (e: unknown) => RedisError
+    ) => handle.run(o, f, m, undefined, o.detail)
     const k = (b: Binding, key: string) => b.prefix + key
     const strip = (b: Binding, key: string) => (key.startsWith(b.prefix) ? key.slice(b.prefix.length) : key)
     const millis = (d: Duration.Input) => Math.max(1, Math.round(Duration.toMillis(Duration.fromInputUnsafe(d))))
 
     // Runs `use` with a dedicated connection; a connection whose command was abandoned is discarded, not reused.
     const withDedicated = <A, E>(
-      op: Operation<Binding>,
+      op: RedisOperation,
       extraMillis: number,
       use: (conn: IORedis, b: Binding) => Effect.Effect<A, E | RedisError>
     ) =>
@@ -731,7 +745,8 @@ export const make = (options?: Options | undefined) =>
               })
             )
           }) as Effect.Effect<A, RedisError>,
-        extraMillis
+        extraMillis,
+        op.detail
       ) as Effect.Effect<A, E | RedisError | GuardError>
 
     const onConn = <A>(conn: IORedis, command: string, f: (c: IORedis) => Promise<A>) =>
@@ -1039,10 +1054,12 @@ export const make = (options?: Options | undefined) =>
         // Key positions from Redis's command table, so the project's prefix applies without being asked for.
         const keys = o?.keys ?? RedisCommands.getKeyIndexes(lower, args.map(String))
         const readOnly = o?.readOnly ?? (known && RedisCommands.hasFlag(lower, "readonly"))
-        return run(
+        return handle.run(
           readOnly ? OP.commandReadOnly : OP.command,
           (b, s) => send(b, s, (c) => c.call(lower, ...prefixArgs(b, args, keys))),
-          errFor(lower)
+          errFor(lower),
+          undefined,
+          { command: upper }
         )
       },
       // One attempt timeout in all (the guard would retry a timed-out PING twice), and every sign of an unhealthy
