@@ -1,0 +1,273 @@
+/**
+ * PostgreSQL errors for the guard: how a failure counts toward the breakers (by SQLSTATE), and how the guard's own
+ * refusals (circuit open, overloaded, timeout, unknown outcome, …) travel inside the standard `SqlError`, so that
+ * `` sql`…` `` keeps the `SqlError` error type every `effect/sql` user expects.
+ *
+ * Classification (ARCHITECTURE §5: only errors that say the server is unhealthy count):
+ *
+ * | SQLSTATE / reason | `errorType` | counts |
+ * |---|---|---|
+ * | 08xxx, socket errors, closed connections | `connection` | yes |
+ * | 28xxx (authentication) | `auth` | yes |
+ * | 53300 too many connections | `too_many_connections` | yes |
+ * | 53xxx other insufficient resources | `resources` | yes |
+ * | 57P01–57P03 admin/crash shutdown, cannot connect now | `shutdown` | yes |
+ * | 57014 query canceled (our cancel or a statement timeout) | `canceled` | yes |
+ * | 58xxx system errors, XX000–XX002 internal errors | `system` | yes |
+ * | 42501 insufficient privilege | `permission` | no |
+ * | 42xxx syntax and names | `syntax` | no |
+ * | 23505 / 23xxx | `unique_violation` / `constraint` | no |
+ * | 22xxx data exceptions | `data` | no |
+ * | 40P01 / 40001 | `deadlock` / `serialization` | no |
+ * | 55P03 lock not available | `lock_timeout` | no |
+ * | 25xxx transaction state | `transaction_state` | no |
+ * | anything else with a SQLSTATE, client-side encode/decode failures | `other` / `client` | no |
+ * | a failure of the caller's own code inside a transaction | `application` | no |
+ *
+ * `sent` (may the statement have taken effect?) is false when the server answered with an error (the statement
+ * was rejected or rolled back) and when the connection could not be made; it is true when a connection broke
+ * while a statement was on it, which the guard reports as `UnknownOutcome` for non-idempotent operations.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import {
+  CircuitOpen,
+  EngineNotConfigured,
+  type GuardError,
+  InvalidProjectId,
+  NoCurrentProject,
+  Overloaded,
+  ProjectNotFound,
+  ShuttingDown,
+  Timeout,
+  UnknownOutcome
+} from "@tenantpool/core/Errors"
+import type { Classification } from "@tenantpool/core/Tenancy"
+import {
+  ConnectionError,
+  isSqlError,
+  SqlError,
+  StatementTimeoutError,
+  type SqlErrorReason,
+  UnknownError
+} from "effect/sql/SqlError"
+
+/**
+ * The bounded `error_type` label of a PostgreSQL failure (also the `db_errors_total` label).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ErrorType =
+  | "connection"
+  | "auth"
+  | "too_many_connections"
+  | "resources"
+  | "shutdown"
+  | "canceled"
+  | "system"
+  | "permission"
+  | "syntax"
+  | "unique_violation"
+  | "constraint"
+  | "data"
+  | "deadlock"
+  | "serialization"
+  | "lock_timeout"
+  | "transaction_state"
+  | "client"
+  | "application"
+  | "other"
+
+const infrastructureTypes: ReadonlySet<ErrorType> = new Set([
+  "connection",
+  "auth",
+  "too_many_connections",
+  "resources",
+  "shutdown",
+  "canceled",
+  "system"
+])
+
+const sqlStatePattern = /^[0-9A-Z]{5}$/
+
+/**
+ * The SQLSTATE the server reported, or `undefined` for client-side failures (socket errors, timeouts of the
+ * connect handshake, encoding errors).
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const sqlState = (error: SqlError): string | undefined => {
+  const cause = error.reason.cause
+  if (typeof cause !== "object" || cause === null) return undefined
+  const code = (cause as { readonly code?: unknown }).code
+  return typeof code === "string" && sqlStatePattern.test(code) ? code : undefined
+}
+
+/**
+ * The error type of a SQLSTATE.
+ *
+ * @category classification
+ * @since 0.1.0
+ */
+export const errorTypeOfSqlState = (code: string): ErrorType => {
+  if (code.startsWith("08")) return "connection"
+  if (code.startsWith("28")) return "auth"
+  if (code === "53300") return "too_many_connections"
+  if (code.startsWith("53")) return "resources"
+  if (code === "57P01" || code === "57P02" || code === "57P03") return "shutdown"
+  if (code === "57014") return "canceled"
+  if (code.startsWith("58") || code === "XX000" || code === "XX001" || code === "XX002") return "system"
+  if (code === "42501") return "permission"
+  if (code.startsWith("42")) return "syntax"
+  if (code === "23505") return "unique_violation"
+  if (code.startsWith("23")) return "constraint"
+  if (code.startsWith("22")) return "data"
+  if (code === "40P01") return "deadlock"
+  if (code === "40001") return "serialization"
+  if (code === "55P03") return "lock_timeout"
+  if (code.startsWith("25")) return "transaction_state"
+  return "other"
+}
+
+const reasonErrorType = (reason: SqlErrorReason): ErrorType => {
+  switch (reason._tag) {
+    case "ConnectionError":
+      return "connection"
+    case "AuthenticationError":
+      return "auth"
+    case "AuthorizationError":
+      return "permission"
+    case "SqlSyntaxError":
+      return "syntax"
+    case "UniqueViolation":
+      return "unique_violation"
+    case "ConstraintError":
+      return "constraint"
+    case "DeadlockError":
+      return "deadlock"
+    case "SerializationError":
+      return "serialization"
+    case "LockTimeoutError":
+      return "lock_timeout"
+    case "StatementTimeoutError":
+      return "canceled"
+    case "UnknownError":
+      return "client"
+  }
+}
+
+/**
+ * The error type of a `SqlError`: by SQLSTATE when the server reported one, else by the reason's tag.
+ *
+ * @category classification
+ * @since 0.1.0
+ */
+export const errorType = (error: SqlError): ErrorType => {
+  const code = sqlState(error)
+  return code !== undefined ? errorTypeOfSqlState(code) : reasonErrorType(error.reason)
+}
+
+/**
+ * How any failure of a PostgreSQL operation counts for the breakers. Values that are not a `SqlError` are the
+ * caller's own failures inside a transaction (`application`); a guard refusal wrapped by `fromGuardError` never
+ * counts (the guard has already accounted for it).
+ *
+ * @category classification
+ * @since 0.1.0
+ */
+export const classify = (error: unknown): Classification => {
+  if (!isSqlError(error)) return { infrastructure: false, errorType: "application", sent: false }
+  if (guardError(error) !== undefined) return { infrastructure: false, errorType: "other", sent: false }
+  const code = sqlState(error)
+  const type = code !== undefined ? errorTypeOfSqlState(code) : reasonErrorType(error.reason)
+  // The server answered: the statement was rejected or rolled back. Without an answer, a broken connection may
+  // have carried the statement; a failed connect carried nothing.
+  const sent = code === undefined && type === "connection" && error.reason.operation !== "connect"
+  return { infrastructure: infrastructureTypes.has(type), errorType: type, sent }
+}
+
+/**
+ * Whether a failure says the server or the path to it is unhealthy.
+ *
+ * @category classification
+ * @since 0.1.0
+ */
+export const isInfrastructure = (error: unknown): boolean => classify(error).infrastructure
+
+/**
+ * Every error the guard and the project lookup can produce before or around a statement.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Refusal = GuardError | InvalidProjectId
+
+const isRefusal = (u: unknown): u is Refusal =>
+  u instanceof CircuitOpen ||
+  u instanceof Overloaded ||
+  u instanceof Timeout ||
+  u instanceof UnknownOutcome ||
+  u instanceof ShuttingDown ||
+  u instanceof NoCurrentProject ||
+  u instanceof EngineNotConfigured ||
+  u instanceof ProjectNotFound ||
+  u instanceof InvalidProjectId
+
+/**
+ * Carries a guard refusal inside a `SqlError`, with the refusal as the reason's `cause` and its (secret-free)
+ * message. Circuit open, overloaded and shutting down become `ConnectionError` (retryable later), a timeout of an
+ * idempotent statement `StatementTimeoutError`, everything else (unknown outcome, no current project, …)
+ * `UnknownError`.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromGuardError = (error: Refusal, operation: string): SqlError => {
+  const props = { cause: error, message: `tenantpool: ${error.message}`, operation }
+  switch (error._tag) {
+    case "CircuitOpen":
+    case "Overloaded":
+    case "ShuttingDown":
+      return new SqlError({ reason: new ConnectionError(props) })
+    case "Timeout":
+      return new SqlError({ reason: new StatementTimeoutError(props) })
+    default:
+      return new SqlError({ reason: new UnknownError(props) })
+  }
+}
+
+/**
+ * Maps a failure of the guard to a `SqlError` and leaves every other failure as it is.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const toSqlError = <E>(error: E | Refusal, operation: string): E | SqlError =>
+  isRefusal(error) ? fromGuardError(error, operation) : error
+
+/**
+ * The guard refusal a `SqlError` carries, if it carries one.
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const guardError = (error: SqlError): Refusal | undefined => {
+  const cause = error.reason.cause
+  return isRefusal(cause) ? cause : undefined
+}
+
+/**
+ * Surfaces the guard's refusals as their own typed errors (`CircuitOpen`, `Overloaded`, `Timeout`,
+ * `UnknownOutcome`, …) instead of `SqlError`s, for callers that want to `catchTag` them.
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const unwrapGuardErrors = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | Refusal, R> =>
+  Effect.mapError(self, (error): E | Refusal => {
+    if (!isSqlError(error)) return error
+    return guardError(error) ?? error
+  })

@@ -1,0 +1,256 @@
+/**
+ * One `@effect/sql-pg` pool per target (server, user, database, password), shared by every project bound to it and
+ * sized from their tiers.
+ *
+ * sql-pg pools have a fixed size, so a size change (a project of a higher tier binds, the last one leaves, a tier's
+ * limits change) starts a new *generation*: new work goes to a new pool of the new size, and the old one closes as
+ * soon as the work it carries has finished. For that moment the target may hold the connections of both.
+ *
+ * sql-pg exposes no pool statistics, so the counts here are the engine's own: physical sockets (counted through
+ * sql-pg's `stream` factory option, the one place every connection of a pool is opened), statements in flight,
+ * exclusive reservations (transactions, streams, `reserve`) and checkouts waiting for a connection.
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import * as Net from "node:net"
+import * as PgPool from "@effect/sql-pg/PgPool"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import type { Target } from "@tenantpool/core/Target"
+import type { TierLimits } from "@tenantpool/core/Tier"
+
+/** Pool settings common to every target. */
+export interface PoolSettings {
+  readonly multiplex: boolean
+  readonly multiplexConcurrency: number
+  readonly maxConnections: number
+  readonly idleTimeout: Duration.Input
+  readonly connectTimeout: Duration.Input
+  readonly connectionTTL: Duration.Input | undefined
+  readonly keepAlive: Duration.Input | undefined
+  readonly applicationName: string
+  readonly tagTargets: boolean
+  readonly prepare: boolean | undefined
+  readonly startupParameters: Readonly<Record<string, string>> | undefined
+}
+
+/** What a pool needs to know about a project bound to it. */
+export interface Member {
+  readonly limits: () => TierLimits
+}
+
+/** A label-free, secret-free tag of a target: a short one-way hash of its identity. */
+export const targetTag = (target: Target): string => createHash("sha256").update(target.key).digest("hex").slice(0, 10)
+
+/** A sql-pg pool of one size, and who is using it. */
+export class Generation {
+  readonly id: number
+  readonly scope: Scope.Closeable
+  readonly min: number
+  readonly max: number
+  /** Set right after construction: the pool's socket factory needs the generation to count into. */
+  pool: PgPool.PgPool = undefined as unknown as PgPool.PgPool
+  sockets = 0
+  users = 0
+  retired = false
+  closed = false
+  constructor(id: number, scope: Scope.Closeable, min: number, max: number) {
+    this.id = id
+    this.scope = scope
+    this.min = min
+    this.max = max
+  }
+}
+
+/** Statistics of a target's pool. */
+export interface TargetStats {
+  /** Open connections (physical sockets) of every live generation. */
+  readonly size: number
+  /** Connections that could take a statement now. */
+  readonly available: number
+  /** Checkouts waiting for a connection. */
+  readonly pending: number
+  /** Single statements running. */
+  readonly inFlight: number
+  /** Connections held exclusively (transactions, streams, `reserve`). */
+  readonly reserved: number
+  readonly min: number
+  readonly max: number
+  readonly multiplex: boolean
+  /** Pools created for this target so far (a new one per size change). */
+  readonly generation: number
+  /** The `application_name` its connections carry. */
+  readonly applicationName: string
+}
+
+export class TargetPool {
+  readonly target: Target
+  readonly settings: PoolSettings
+  readonly applicationName: string
+  readonly members = new Set<Member>()
+  private readonly parent: Scope.Scope
+  private readonly runSync: <A, E>(effect: Effect.Effect<A, E>) => A
+  private readonly fork: (effect: Effect.Effect<void>) => void
+  current: Generation | undefined = undefined
+  readonly retired = new Set<Generation>()
+  generations = 0
+  inFlight = 0
+  reserved = 0
+  pending = 0
+  closed = false
+
+  constructor(
+    target: Target,
+    settings: PoolSettings,
+    parent: Scope.Scope,
+    runSync: <A, E>(effect: Effect.Effect<A, E>) => A,
+    fork: (effect: Effect.Effect<void>) => void
+  ) {
+    this.target = target
+    this.settings = settings
+    this.parent = parent
+    this.runSync = runSync
+    this.fork = fork
+    const name = settings.tagTargets ? `${settings.applicationName}:${targetTag(target)}` : settings.applicationName
+    // application_name is cut by the server at 63 bytes (NAMEDATALEN - 1).
+    this.applicationName = Buffer.from(name).subarray(0, 63).toString()
+  }
+
+  /** The size the members' tiers call for: the largest minimum and maximum among them, capped. */
+  desired(): { readonly min: number; readonly max: number } {
+    let min = 0
+    let max = 1
+    for (const m of this.members) {
+      const limits = m.limits()
+      if (limits.minPool > min) min = limits.minPool
+      if (limits.maxPool > max) max = limits.maxPool
+    }
+    max = Math.min(max, this.settings.maxConnections)
+    return { min: Math.min(min, max), max }
+  }
+
+  /** Starts a new generation on the next use when the members' tiers call for another size. */
+  resize(): void {
+    const gen = this.current
+    if (gen === undefined || this.closed) return
+    const { min, max } = this.desired()
+    if (gen.min === min && gen.max === max) return
+    this.current = undefined
+    this.retire(gen)
+  }
+
+  /** The generation new work goes to (created on first use), counted as used until `release`; none once closed. */
+  use(): Generation | undefined {
+    if (this.closed) return undefined
+    const gen = this.current ?? this.open()
+    gen.users++
+    return gen
+  }
+
+  release(gen: Generation): void {
+    if (--gen.users === 0 && gen.retired) this.closeGeneration(gen)
+  }
+
+  stats(): TargetStats {
+    let size = 0
+    for (const gen of this.live()) size += gen.sockets
+    const { min, max } = this.current ?? this.desired()
+    const busy =
+      this.reserved +
+      (this.settings.multiplex ? Math.ceil(this.inFlight / this.settings.multiplexConcurrency) : this.inFlight)
+    return {
+      size,
+      available: Math.max(0, size - busy),
+      pending: this.pending,
+      inFlight: this.inFlight,
+      reserved: this.reserved,
+      min,
+      max,
+      multiplex: this.settings.multiplex,
+      generation: this.generations,
+      applicationName: this.applicationName
+    }
+  }
+
+  /** Closes every generation (waiting for the work they carry). */
+  close(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.closed) return Effect.void
+      this.closed = true
+      const gens = [...this.live()]
+      this.current = undefined
+      this.retired.clear()
+      return Effect.forEach(gens, (gen) => this.closeNow(gen), { discard: true, concurrency: "unbounded" })
+    })
+  }
+
+  private *live(): Iterable<Generation> {
+    if (this.current !== undefined) yield this.current
+    yield* this.retired
+  }
+
+  private open(): Generation {
+    const { min, max } = this.desired()
+    const scope = Scope.forkUnsafe(this.parent)
+    const gen = new Generation(++this.generations, scope, min, max)
+    const target = this.target
+    const host = target.host.startsWith("[") ? target.host.slice(1, -1) : target.host
+    const keepAlive = this.settings.keepAlive
+    gen.pool = this.runSync(
+      PgPool.make({
+        url: target.url,
+        applicationName: this.applicationName,
+        multiplex: this.settings.multiplex,
+        multiplexConcurrency: this.settings.multiplexConcurrency,
+        minConnections: min,
+        maxConnections: max,
+        idleTimeout: this.settings.idleTimeout,
+        connectTimeout: this.settings.connectTimeout,
+        ...(this.settings.connectionTTL !== undefined ? { connectionTTL: this.settings.connectionTTL } : {}),
+        ...(this.settings.prepare !== undefined ? { prepare: this.settings.prepare } : {}),
+        ...(this.settings.startupParameters !== undefined
+          ? { startupParameters: this.settings.startupParameters }
+          : {}),
+        // Every socket of the pool (sessions and their cancel requests) is opened here, which is what lets the
+        // engine count connections; TLS (sslmode in the URL) is still negotiated by sql-pg over it.
+        stream: () => {
+          const socket = Net.connect({
+            host,
+            port: target.port,
+            noDelay: true,
+            ...(keepAlive !== undefined
+              ? { keepAlive: true, keepAliveInitialDelay: Duration.toMillis(Duration.fromInputUnsafe(keepAlive)) }
+              : {})
+          })
+          gen.sockets++
+          socket.once("close", () => gen.sockets--)
+          return socket
+        }
+      }).pipe(Scope.provide(scope))
+    )
+    this.current = gen
+    return gen
+  }
+
+  private retire(gen: Generation) {
+    gen.retired = true
+    this.retired.add(gen)
+    if (gen.users === 0) this.closeGeneration(gen)
+  }
+
+  private closeGeneration(gen: Generation) {
+    this.retired.delete(gen)
+    this.fork(this.closeNow(gen))
+  }
+
+  private closeNow(gen: Generation): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (gen.closed) return Effect.void
+      gen.closed = true
+      return Scope.close(gen.scope, Exit.void)
+    })
+  }
+}
