@@ -14,7 +14,9 @@ import type { ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Tier from "@tenantpool/core/Tier"
 import * as PrometheusExporter from "@tenantpool/prometheus/PrometheusExporter"
+import * as PgEngine from "@tenantpool/pg/PgEngine"
 import * as RedisEngine from "@tenantpool/redis/RedisEngine"
+import * as PgRoutes from "./PgRoutes.ts"
 import * as RedisRoutes from "./RedisRoutes.ts"
 import * as StatusRoutes from "./StatusRoutes.ts"
 
@@ -34,7 +36,7 @@ export interface Options {
   readonly requestLog?: boolean | undefined
 }
 
-const served: ReadonlyArray<Engine> = ["redis"]
+const served: ReadonlyArray<Engine> = ["redis", "postgres"]
 
 /**
  * The routes, to be served (needs the engines and the tenancy service).
@@ -45,6 +47,7 @@ const served: ReadonlyArray<Engine> = ["redis"]
 export const routes = (options: Pick<Options, "knownProjects">) =>
   Layer.mergeAll(
     RedisRoutes.layer,
+    PgRoutes.layer,
     StatusRoutes.layer({ knownProjects: options.knownProjects, engines: served }),
     PrometheusExporter.layerRoute()
   )
@@ -56,7 +59,7 @@ export const routes = (options: Pick<Options, "knownProjects">) =>
  * @since 0.1.0
  */
 export const engines = (options: Pick<Options, "tenancy" | "tiers">) =>
-  RedisEngine.layer().pipe(
+  Layer.mergeAll(RedisEngine.layer(), PgEngine.layer()).pipe(
     Layer.provideMerge(Tenancy.layer(options.tenancy)),
     Layer.provideMerge(Tier.layer(options.tiers))
   )

@@ -59,6 +59,12 @@ const statusOf = (e: Tagged): number => {
       return 504
     case "UnknownOutcome":
       return 502
+    case "SqlError": {
+      const reason = (e as { reason?: { _tag?: string } }).reason?._tag
+      if (reason === "UniqueViolation" || reason === "ConstraintError") return 409
+      if (reason === "SqlSyntaxError" || reason === "AuthorizationError") return 400
+      return 503
+    }
     default:
       // Engine errors: the caller's mistakes are 4xx, infrastructure is 503.
       if (e.isInfrastructure === true) return 503

@@ -4,9 +4,23 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import { PgClient } from "@effect/sql-pg"
+import * as Isolation from "@tenantpool/testing/Isolation"
 import * as Servers from "@tenantpool/testing/Servers"
 import * as TestServers from "@tenantpool/testing/TestServers"
 import { request, startApp } from "./fixtures/app.ts"
+
+// A fresh database with the demo's `items` table.
+const itemsDatabase = (label: string) =>
+  Effect.gen(function* () {
+    const url = yield* Isolation.freshPgDatabase(TestServers.url("postgres"), label)
+    yield* Effect.gen(function* () {
+      const sql = yield* PgClient.PgClient
+      yield* sql`create table items (id bigserial primary key, name text not null, qty integer not null default 0, created_at timestamptz not null default now())`
+    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url) })))
+    return url
+  })
 
 describe("HTTP API", () => {
   it.live("answers bad input with a 4xx and a clear JSON error", () =>
@@ -52,6 +66,38 @@ describe("HTTP API", () => {
       const health = yield* Effect.promise(() => request(`${base}/projects/http-b/health`))
       assert.strictEqual(health.status, 200)
       assert.strictEqual(health.body.engines[0].healthy, true)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("stores and reads rows in each project's own PostgreSQL database", () =>
+    Effect.gen(function* () {
+      const a = yield* itemsDatabase("items_a")
+      const b = yield* itemsDatabase("items_b")
+      const { base } = yield* startApp({
+        projects: [
+          { id: "items-a", tier: "PRO", postgres: a },
+          { id: "items-b", tier: "FREE", postgres: b }
+        ]
+      })
+      const created = yield* Effect.promise(() =>
+        request(`${base}/projects/items-a/items`, { method: "POST", body: JSON.stringify({ name: "widget", qty: 3 }) })
+      )
+      assert.strictEqual(created.status, 201)
+      assert.deepInclude(created.body, { name: "widget", qty: 3 })
+      const read = yield* Effect.promise(() => request(`${base}/projects/items-a/items/${created.body.id}`))
+      assert.deepInclude(read.body, { id: created.body.id, name: "widget" })
+      const otherList = yield* Effect.promise(() => request(`${base}/projects/items-b/items`))
+      assert.deepStrictEqual(otherList.body, { items: [] })
+      const missing = yield* Effect.promise(() => request(`${base}/projects/items-b/items/${created.body.id}`))
+      assert.strictEqual(missing.status, 404)
+      const bad = yield* Effect.promise(() =>
+        request(`${base}/projects/items-a/items`, { method: "POST", body: JSON.stringify({ name: "" }) })
+      )
+      assert.strictEqual(bad.status, 400)
+      const noPg = yield* startApp({ projects: [{ id: "items-none", tier: "FREE", redis: TestServers.url("redis") }] })
+      const notConfigured = yield* Effect.promise(() => request(`${noPg.base}/projects/items-none/items`))
+      assert.strictEqual(notConfigured.status, 409)
+      assert.strictEqual(notConfigured.body.error, "EngineNotConfigured")
     }).pipe(Effect.scoped)
   )
 

@@ -26,7 +26,7 @@ import { PgClient } from "@effect/sql-pg"
 import * as Registry from "@tenantpool/core/Registry"
 import * as PgMigrations from "@tenantpool/pg/PgMigrations"
 import * as App from "../App.ts"
-import { demoProjects } from "../Demo.ts"
+import { demoProjects, prepareDatabases } from "../Demo.ts"
 import { runLoad } from "../Load.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..")
@@ -91,6 +91,7 @@ const main = Effect.gen(function* () {
   )
   yield* Console.log(`migrations: ${applied.length === 0 ? "up to date" : applied.map((m) => m.name).join(", ")}`)
 
+  yield* prepareDatabases(urls.postgres)
   const registry = yield* Registry.makeMemory()
   const projects = demoProjects(urls)
   for (const p of projects) yield* registry.memory.register(p)
@@ -109,7 +110,7 @@ const main = Effect.gen(function* () {
         [
           "",
           "tenantpool demo is running:",
-          `  API      ${base}/projects/${projects[0]!.id}/kv/hello`,
+          `  API      ${base}/projects/${projects[0]!.id}/kv/hello   ${base}/projects/${projects[0]!.id}/items`,
           `  health   ${base}/health   (per project: ${base}/projects/${projects[0]!.id}/health)`,
           `  metrics  ${base}/metrics`,
           `  status   ${base}/status`,
