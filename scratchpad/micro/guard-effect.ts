@@ -14,11 +14,21 @@ const program = Effect.gen(function* () {
   const asyncEff = Effect.promise(() => resolved)
   const variants: Array<[string, Effect.Effect<any, any>]> = [
     ["Effect.promise (no guard)", asyncEff],
-    ["guard.run (promise)", engine.run(get, () => resolved, (e) => e as any)],
+    [
+      "guard.run (promise)",
+      engine.run(
+        get,
+        () => resolved,
+        (e) => e as any
+      )
+    ],
     ["guard.runEffect (Effect.promise)", engine.runEffect(get, () => asyncEff)],
     ["guard.runEffect (sync succeed)", engine.runEffect(get, () => Effect.succeed(1))]
   ]
-  const loop = (body: Effect.Effect<any, any>) => Effect.gen(function* () { for (let i = 0; i < N; i++) yield* body })
+  const loop = (body: Effect.Effect<any, any>) =>
+    Effect.gen(function* () {
+      for (let i = 0; i < N; i++) yield* body
+    })
   yield* Effect.gen(function* () {
     for (const [name, body] of variants) {
       yield* loop(body)
