@@ -14,8 +14,10 @@ import type { ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Tier from "@tenantpool/core/Tier"
 import * as PrometheusExporter from "@tenantpool/prometheus/PrometheusExporter"
+import * as MongoEngine from "@tenantpool/mongodb/MongoEngine"
 import * as PgEngine from "@tenantpool/pg/PgEngine"
 import * as RedisEngine from "@tenantpool/redis/RedisEngine"
+import * as MongoRoutes from "./MongoRoutes.ts"
 import * as PgRoutes from "./PgRoutes.ts"
 import * as RedisRoutes from "./RedisRoutes.ts"
 import * as StatusRoutes from "./StatusRoutes.ts"
@@ -36,7 +38,7 @@ export interface Options {
   readonly requestLog?: boolean | undefined
 }
 
-const served: ReadonlyArray<Engine> = ["redis", "postgres"]
+const served: ReadonlyArray<Engine> = ["redis", "postgres", "mongodb"]
 
 /**
  * The routes, to be served (needs the engines and the tenancy service).
@@ -48,6 +50,7 @@ export const routes = (options: Pick<Options, "knownProjects">) =>
   Layer.mergeAll(
     RedisRoutes.layer,
     PgRoutes.layer,
+    MongoRoutes.layer,
     StatusRoutes.layer({ knownProjects: options.knownProjects, engines: served }),
     PrometheusExporter.layerRoute()
   )
@@ -59,7 +62,7 @@ export const routes = (options: Pick<Options, "knownProjects">) =>
  * @since 0.1.0
  */
 export const engines = (options: Pick<Options, "tenancy" | "tiers">) =>
-  Layer.mergeAll(RedisEngine.layer(), PgEngine.layer()).pipe(
+  Layer.mergeAll(RedisEngine.layer(), PgEngine.layer(), MongoEngine.layer()).pipe(
     Layer.provideMerge(Tenancy.layer(options.tenancy)),
     Layer.provideMerge(Tier.layer(options.tiers))
   )

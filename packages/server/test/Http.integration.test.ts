@@ -101,6 +101,55 @@ describe("HTTP API", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("stores documents in each project's own MongoDB database and aggregates them", () =>
+    Effect.gen(function* () {
+      const base0 = new URL(TestServers.url("mongodb"))
+      const dbUrl = (name: string) => {
+        const u = new URL(base0)
+        u.pathname = `/${Isolation.freshMongoDbName(name)}`
+        return u.toString()
+      }
+      const { base } = yield* startApp({
+        projects: [
+          { id: "docs-a", tier: "PRO", mongodb: dbUrl("docs_a") },
+          { id: "docs-b", tier: "FREE", mongodb: dbUrl("docs_b") }
+        ]
+      })
+      for (const [title, category, score] of [
+        ["a", "news", 10],
+        ["b", "news", 30],
+        ["c", "sport", 50]
+      ] as const) {
+        const r = yield* Effect.promise(() =>
+          request(`${base}/projects/docs-a/documents`, {
+            method: "POST",
+            body: JSON.stringify({ title, category, score })
+          })
+        )
+        assert.strictEqual(r.status, 201)
+      }
+      const news = yield* Effect.promise(() => request(`${base}/projects/docs-a/documents?category=news`))
+      assert.deepStrictEqual(
+        news.body.documents.map((d: { title: string }) => d.title),
+        ["b", "a"]
+      )
+      const stats = yield* Effect.promise(() => request(`${base}/projects/docs-a/documents/stats`))
+      assert.deepStrictEqual(stats.body.categories, [
+        { category: "news", count: 2, total: 40, average: 20 },
+        { category: "sport", count: 1, total: 50, average: 50 }
+      ])
+      const other = yield* Effect.promise(() => request(`${base}/projects/docs-b/documents/stats`))
+      assert.deepStrictEqual(other.body, { categories: [] })
+      const bad = yield* Effect.promise(() =>
+        request(`${base}/projects/docs-a/documents`, {
+          method: "POST",
+          body: JSON.stringify({ title: "x", category: "Bad!", score: 1 })
+        })
+      )
+      assert.strictEqual(bad.status, 400)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("sheds an overloaded FREE project with 429 and Retry-After", () =>
     Effect.gen(function* () {
       const server = yield* Servers.acquirePrivate("redis")

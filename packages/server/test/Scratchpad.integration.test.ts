@@ -45,6 +45,11 @@ const examples: ReadonlyArray<readonly [file: string, expected: ReadonlyArray<st
     ]
   ],
   ["idle-cleanup.ts", ["live projects: 5", "Closed 5 idle connections", "live projects: 0"]],
+  ["pg-quickstart.ts", ["health_status: 'healthy'"]],
+  [
+    "mongodb-quickstart.ts",
+    ["Adults: [ 'Jane (28)', 'Ola (41)' ]", "Updated: 1", "Stats: [ { _id: null, avgAge:", "Healthy: true"]
+  ],
   [
     "circuit-breaker-events.ts",
     [
