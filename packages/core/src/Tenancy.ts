@@ -946,13 +946,15 @@ export const make = (options?: Options | undefined) =>
       t: number,
       deadline: number,
       extraMillis: number,
-      start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
+      start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void,
+      retries: boolean
     ): Effect.Effect<A, E | GuardError> => {
       // The caller's clock reading serves the first attempt; a retry reads the clock again.
       let first = t
       return Effect.callback<A, E | GuardError>((resume) => {
         const call = new Call<A, E>(pe, op, deadline, resume)
         call.extraMillis = extraMillis
+        call.retries = retries
         call.begin(first >= 0 ? first : now(), start)
         first = -1
         if (call.state === 3) return
@@ -975,6 +977,7 @@ export const make = (options?: Options | undefined) =>
       targetProbe = false
       startedAt = 0
       extraMillis = 0
+      retries = false
       cancelOnAbandon: (() => void) | undefined = undefined
       readonly pe: ProjectEngine<any, E>
       readonly op: Operation<any>
@@ -1308,6 +1311,12 @@ export const make = (options?: Options | undefined) =>
 
       finish(effect: Effect.Effect<A, E | GuardError>) {
         this.state = 3
+        // The first attempt of an idempotent operation hands its failure to the retry loop; the success path
+        // pays nothing for retries (no `Effect.catch` around every call).
+        if (this.retries && Exit.isExit(effect) && effect._tag === "Failure") {
+          const error = Cause.findErrorOption(effect.cause)
+          if (error._tag === "Some") return this.resume(retryFrom<A, E>(this, error.value as E | GuardError))
+        }
         this.resume(effect)
       }
     }
@@ -1329,40 +1338,37 @@ export const make = (options?: Options | undefined) =>
     }
 
     // Retries: only after a failure, so the success path pays nothing for them.
-    const withRetries = <A, E>(
-      pe: ProjectEngine<any, E>,
-      es: EngineState<any, E>,
-      op: Operation<any>,
-      deadline: number,
-      once: Effect.Effect<A, E | GuardError>
-    ): Effect.Effect<A, E | GuardError> =>
-      Effect.catch(once, (first) => {
-        // Whether some attempt may have applied the write: then giving up is an unknown outcome, not a failure.
-        let applied = isWrite(op) && mayHaveApplied(es, first)
-        const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
-          Effect.fail(
-            applied
-              ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error })
-              : error
-          )
-        if (!isRetryable(es, op, first)) return giveUp(first)
-        return Effect.gen(function* () {
-          const step = yield* Schedule.toStep(retrySchedule)
-          let error: E | GuardError = first
-          for (;;) {
-            const next = yield* Effect.exit(step(now(), error))
-            if (next._tag === "Failure") return yield* giveUp(error)
-            const delay = Duration.toMillis(next.value[1])
-            if (now() + delay >= deadline) return yield* giveUp(error)
-            yield* Effect.sleep(Duration.millis(delay))
-            const result = yield* Effect.result(once)
-            if (result._tag === "Success") return result.success
-            error = result.failure
-            applied = applied || (isWrite(op) && mayHaveApplied(es, error))
-            if (!isRetryable(es, op, error)) return yield* giveUp(error)
-          }
-        })
+    // Retries: entered from the first attempt's failure only (see `Call.finish`). Later attempts are plain.
+    const retryFrom = <A, E>(call: Call<A, E>, first: E | GuardError): Effect.Effect<A, E | GuardError> => {
+      const { deadline, op, pe } = call
+      const es = pe.es
+      // Whether some attempt may have applied the write: then giving up is an unknown outcome, not a failure.
+      let applied = isWrite(op) && mayHaveApplied(es, first)
+      const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
+        Effect.fail(
+          applied
+            ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error })
+            : error
+        )
+      if (!isRetryable(es, op, first)) return giveUp(first)
+      const once = attempt<A, any, E>(pe, op, -1, deadline, call.extraMillis, call.runner!, false)
+      return Effect.gen(function* () {
+        const step = yield* Schedule.toStep(retrySchedule)
+        let error: E | GuardError = first
+        for (;;) {
+          const next = yield* Effect.exit(step(now(), error))
+          if (next._tag === "Failure") return yield* giveUp(error)
+          const delay = Duration.toMillis(next.value[1])
+          if (now() + delay >= deadline) return yield* giveUp(error)
+          yield* Effect.sleep(Duration.millis(delay))
+          const result = yield* Effect.result(once)
+          if (result._tag === "Success") return result.success
+          error = result.failure
+          applied = applied || (isWrite(op) && mayHaveApplied(es, error))
+          if (!isRetryable(es, op, error)) return yield* giveUp(error)
+        }
       })
+    }
 
     const resolve = <B, E>(
       fiber: Fiber.Fiber<any, any>,
@@ -1384,6 +1390,46 @@ export const make = (options?: Options | undefined) =>
       return pe !== undefined ? pe : ensureEngine(handle, es)
     }
 
+    // One guarded call once its project engine is known: no closure per call on this path.
+    const guardOn = <A, B, E>(
+      fiber: Fiber.Fiber<any, any>,
+      es: EngineState<B, E>,
+      op: Operation<B>,
+      extraMillis: number,
+      start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void,
+      pe: ProjectEngine<B, E>
+    ): Effect.Effect<A, E | GuardError> => {
+      const t = now()
+      const deadline = t + pe.rt.tier.limits.timeoutMillis
+      const guarded = attempt<A, B, E>(pe, op, t, deadline, extraMillis, start, op.idempotent)
+      if (!spansOn(fiber)) return guarded
+      return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {
+        attributes: {
+          "db.system": es.engine,
+          "db.operation": op.name,
+          "tenantpool.project_id": pe.rt.id,
+          "tenantpool.tier": pe.rt.tier.name
+        }
+      })
+    }
+
+    // Protections: once per call (not per attempt), before admission, only for calls that pass a detail.
+    const checkedOn = <A, B, E>(
+      fiber: Fiber.Fiber<any, any>,
+      es: EngineState<B, E>,
+      op: Operation<B>,
+      extraMillis: number,
+      detail: ProtectionDetail | undefined,
+      start: (pe: ProjectEngine<B, E>, call: Call<A, E>) => void,
+      pe: ProjectEngine<B, E>
+    ): Effect.Effect<A, E | GuardError | ProtectionError> => {
+      if (detail !== undefined) {
+        const pending = fiber.getRef(Protections)?.check(pe.rt, es.engine, op.name, detail)
+        if (pending !== undefined) return Effect.flatMap(pending, () => guardOn(fiber, es, op, extraMillis, start, pe))
+      }
+      return guardOn(fiber, es, op, extraMillis, start, pe)
+    }
+
     const guard = <A, B, E, R>(
       es: EngineState<B, E>,
       op: Operation<B>,
@@ -1393,34 +1439,11 @@ export const make = (options?: Options | undefined) =>
     ): Effect.Effect<A, E | GuardError | ProtectionError, R> =>
       Effect.withFiber((fiber) => {
         const resolved = resolve(fiber, es)
-        const go = (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError> => {
-          const t = now()
-          const deadline = t + pe.rt.tier.limits.timeoutMillis
-          const once = attempt<A, B, E>(pe, op, t, deadline, extraMillis, start)
-          const guarded = op.idempotent ? withRetries(pe, es, op, deadline, once) : once
-          if (!spansOn(fiber)) return guarded
-          return Effect.withSpan(guarded, `tenantpool.${es.engine}.${op.name}`, {
-            attributes: {
-              "db.system": es.engine,
-              "db.operation": op.name,
-              "tenantpool.project_id": pe.rt.id,
-              "tenantpool.tier": pe.rt.tier.name
-            }
-          })
-        }
-        // Protections: once per call (not per attempt), before admission, only for calls that pass a detail.
-        const checked =
-          detail === undefined
-            ? go
-            : (pe: ProjectEngine<B, E>): Effect.Effect<A, E | GuardError | ProtectionError> => {
-                const pending = fiber.getRef(Protections)?.check(pe.rt, es.engine, op.name, detail)
-                return pending === undefined ? go(pe) : Effect.flatMap(pending, () => go(pe))
-              }
-        return (Effect.isEffect(resolved) ? Effect.flatMap(resolved, checked) : checked(resolved)) as Effect.Effect<
-          A,
-          E | GuardError | ProtectionError,
-          R
-        >
+        return (
+          Effect.isEffect(resolved)
+            ? Effect.flatMap(resolved, (pe) => checkedOn(fiber, es, op, extraMillis, detail, start, pe))
+            : checkedOn(fiber, es, op, extraMillis, detail, start, resolved)
+        ) as Effect.Effect<A, E | GuardError | ProtectionError, R>
       })
 
     // ---- engine registration -------------------------------------------------------------------------------
