@@ -4,49 +4,22 @@
  * error (message, `String`, JSON, `Cause.pretty`), every log line at every level, the events, the connection
  * metadata and the Prometheus text are searched for it in plain, percent-encoded and base64 forms.
  */
-import * as crypto from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
-import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { PrometheusMetrics } from "effect/observability"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
+import * as Canary from "@tenantpool/testing/Canary"
 import * as Servers from "@tenantpool/testing/Servers"
 import { RedisEngine } from "../src/RedisEngine.ts"
 import * as Fx from "./fixtures/Redis.ts"
 
-const canary = `CANARY-${crypto.randomUUID()}-p@ss/#`
-const forms = [
-  canary,
-  encodeURIComponent(canary),
-  Buffer.from(canary).toString("base64"),
-  // The distinctive middle alone, in case a form above was cut or re-encoded.
-  canary.slice(7, 43)
-]
-const leaks = (text: string): ReadonlyArray<string> => forms.filter((form) => text.includes(form))
-
-const logs: Array<string> = []
-const captureLogs = Layer.mergeAll(
-  Logger.layer([
-    Logger.make((options) => {
-      logs.push(`${options.logLevel} ${String(options.message)} ${Cause.pretty(options.cause)}`)
-      logs.push(
-        JSON.stringify(
-          { message: options.message, annotations: options.fiber.getRef(References.CurrentLogAnnotations) },
-          (_, v) => (typeof v === "bigint" ? String(v) : v)
-        )
-      )
-    })
-  ]),
-  Layer.succeed(References.MinimumLogLevel, "All")
-)
+const { captureLogs, leaks, logs, secret: canary } = Canary.make()
 
 const registry: Metric.MetricRegistry = new Map()
 
