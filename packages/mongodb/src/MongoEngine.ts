@@ -75,6 +75,7 @@ import {
 import * as Redacted from "effect/Redacted"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { GuardError } from "@tenantpool/core/Errors"
+import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
 import {
   type AttemptSignal,
@@ -732,43 +733,50 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
       name: string,
       maxTime: boolean,
       userMaxTime: number | undefined,
-      call: (c: Collection<Document>, signal: AbortSignal, maxTimeMS: number | undefined, gen: Generation) => Promise<A>
-    ): Effect.Effect<A, Fail> =>
-      handle.run(
-        op,
-        (b, attempt) => {
-          const gen = b.shared.gen
-          const flight = begin(b, attempt, new AbortController(), gen)
-          const c = collectionOf(b, gen, name)
-          const signal = flight.controller.signal
-          let limit: number | undefined
-          if (maxTime && !gen.noMaxTime.has(op.name)) {
-            limit = userMaxTime === undefined ? b.maxTimeMS : Math.min(userMaxTime, b.maxTimeMS)
-          } else {
-            limit = userMaxTime
+      call: (
+        c: Collection<Document>,
+        signal: AbortSignal,
+        maxTimeMS: number | undefined,
+        gen: Generation
+      ) => Promise<A>,
+      // For the installed protections (rate limits, the MongoDB analyzer); no detail: not checked.
+      detail?: ProtectionDetail
+    ): Effect.Effect<A, Fail> => {
+      const f = (b: Binding, attempt: AttemptSignal): Promise<A> => {
+        const gen = b.shared.gen
+        const flight = begin(b, attempt, new AbortController(), gen)
+        const c = collectionOf(b, gen, name)
+        const signal = flight.controller.signal
+        let limit: number | undefined
+        if (maxTime && !gen.noMaxTime.has(op.name)) {
+          limit = userMaxTime === undefined ? b.maxTimeMS : Math.min(userMaxTime, b.maxTimeMS)
+        } else {
+          limit = userMaxTime
+        }
+        let promise = call(c, signal, limit, gen)
+        if (limit !== undefined && userMaxTime === undefined) {
+          promise = promise.catch((e: unknown) => {
+            if (!rejectsMaxTime(e) || signal.aborted) throw e
+            // Refused before executing: remember, and send it again without the limit.
+            gen.noMaxTime.add(op.name)
+            return call(c, signal, undefined, gen)
+          })
+        }
+        return promise.then(
+          (a) => {
+            end(flight)
+            return a
+          },
+          (e: unknown) => {
+            end(flight)
+            throw fromUnknown(op.name, e, b.shared.secrets)
           }
-          let promise = call(c, signal, limit, gen)
-          if (limit !== undefined && userMaxTime === undefined) {
-            promise = promise.catch((e: unknown) => {
-              if (!rejectsMaxTime(e) || signal.aborted) throw e
-              // Refused before executing: remember, and send it again without the limit.
-              gen.noMaxTime.add(op.name)
-              return call(c, signal, undefined, gen)
-            })
-          }
-          return promise.then(
-            (a) => {
-              end(flight)
-              return a
-            },
-            (e: unknown) => {
-              end(flight)
-              throw fromUnknown(op.name, e, b.shared.secrets)
-            }
-          )
-        },
-        syncError(op.name)
-      )
+        )
+      }
+      return detail === undefined
+        ? handle.run(op, f, syncError(op.name))
+        : (handle.run(op, f, syncError(op.name), undefined, detail) as Effect.Effect<A, Fail>)
+    }
 
     const withLimits = <O extends object>(
       o: O | undefined,
@@ -1101,63 +1109,127 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
       const view: MongoCollection<T, A, R, D> = {
         name,
         insertOne: (doc, o) =>
-          runOn(pick(OP.insertOne, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.insertOne(doc as Document, withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.insertOne, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) => c.insertOne(doc as Document, withLimits(o, signal, undefined)),
+            { collection: name }
           ) as Effect.Effect<InsertOneResult<T>, Fail>,
         insertMany: (docs, o) =>
-          runOn(pick(OP.insertMany, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.insertMany(docs as unknown as Array<Document>, withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.insertMany, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) => c.insertMany(docs as unknown as Array<Document>, withLimits(o, signal, undefined)),
+            { collection: name }
           ) as Effect.Effect<InsertManyResult<T>, Fail>,
         findOne: (filter, o) =>
           one(
-            runOn(OP.findOne, name, true, o?.maxTimeMS, (c, signal, maxTimeMS) =>
-              c.findOne(asFilter(filter), withLimits(o, signal, maxTimeMS))
+            runOn(
+              OP.findOne,
+              name,
+              true,
+              o?.maxTimeMS,
+              (c, signal, maxTimeMS) => c.findOne(asFilter(filter), withLimits(o, signal, maxTimeMS)),
+              { collection: name, filter }
             )
           ),
         find: (filter, o) =>
           many(
-            runOn(OP.find, name, true, o?.maxTimeMS, (c, signal, maxTimeMS, gen) =>
-              trackCursor(gen, c.find(asFilter(filter), withLimits(o, signal, maxTimeMS))).toArray()
+            runOn(
+              OP.find,
+              name,
+              true,
+              o?.maxTimeMS,
+              (c, signal, maxTimeMS, gen) =>
+                trackCursor(gen, c.find(asFilter(filter), withLimits(o, signal, maxTimeMS))).toArray(),
+              { collection: name, filter }
             )
           ),
         stream: (filter, o) =>
           cursorStream(OP.find, name, (c, signal) => c.find(asFilter(filter), { ...o, signal }), decode, undefined),
         countDocuments: (filter, o) =>
-          runOn(OP.countDocuments, name, true, o?.maxTimeMS, (c, signal, maxTimeMS) =>
-            c.countDocuments(asFilter(filter), withLimits(o, signal, maxTimeMS))
+          runOn(
+            OP.countDocuments,
+            name,
+            true,
+            o?.maxTimeMS,
+            (c, signal, maxTimeMS) => c.countDocuments(asFilter(filter), withLimits(o, signal, maxTimeMS)),
+            { collection: name, filter }
           ),
         distinct: (key, filter, o) =>
-          runOn(OP.distinct, name, true, o?.maxTimeMS, (c, signal, maxTimeMS) =>
-            c.distinct(key, asFilter(filter), withLimits(o, signal, maxTimeMS))
+          runOn(
+            OP.distinct,
+            name,
+            true,
+            o?.maxTimeMS,
+            (c, signal, maxTimeMS) => c.distinct(key, asFilter(filter), withLimits(o, signal, maxTimeMS)),
+            { collection: name, filter }
           ) as Effect.Effect<Array<any>, Fail>,
         updateOne: (filter, update, o) =>
-          runOn(pick(OP.updateOne, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.updateOne(asFilter(filter), update as UpdateFilter<Document>, withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.updateOne, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) =>
+              c.updateOne(asFilter(filter), update as UpdateFilter<Document>, withLimits(o, signal, undefined)),
+            { collection: name, filter }
           ) as Effect.Effect<UpdateResult<T>, Fail>,
         updateMany: (filter, update, o) =>
-          runOn(pick(OP.updateMany, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.updateMany(asFilter(filter), update as UpdateFilter<Document>, withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.updateMany, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) =>
+              c.updateMany(asFilter(filter), update as UpdateFilter<Document>, withLimits(o, signal, undefined)),
+            { collection: name, filter }
           ) as Effect.Effect<UpdateResult<T>, Fail>,
         replaceOne: (filter, replacement, o) =>
-          runOn(pick(OP.replaceOne, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.replaceOne(asFilter(filter), replacement, withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.replaceOne, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) => c.replaceOne(asFilter(filter), replacement, withLimits(o, signal, undefined)),
+            { collection: name, filter }
           ) as Effect.Effect<UpdateResult<T>, Fail>,
         findOneAndUpdate: (filter, update, o) =>
           one(
-            runOn(pick(OP.findOneAndUpdate, o), name, true, o?.maxTimeMS, (c, signal, maxTimeMS) =>
-              c.findOneAndUpdate(asFilter(filter), update as UpdateFilter<Document>, {
-                ...withLimits(o, signal, maxTimeMS),
-                includeResultMetadata: false
-              })
+            runOn(
+              pick(OP.findOneAndUpdate, o),
+              name,
+              true,
+              o?.maxTimeMS,
+              (c, signal, maxTimeMS) =>
+                c.findOneAndUpdate(asFilter(filter), update as UpdateFilter<Document>, {
+                  ...withLimits(o, signal, maxTimeMS),
+                  includeResultMetadata: false
+                }),
+              { collection: name, filter }
             )
           ),
         deleteOne: (filter, o) =>
-          runOn(pick(OP.deleteOne, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.deleteOne(asFilter(filter), withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.deleteOne, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) => c.deleteOne(asFilter(filter), withLimits(o, signal, undefined)),
+            { collection: name, filter }
           ),
         deleteMany: (filter, o) =>
-          runOn(pick(OP.deleteMany, o), name, false, o?.maxTimeMS, (c, signal) =>
-            c.deleteMany(asFilter(filter), withLimits(o, signal, undefined))
+          runOn(
+            pick(OP.deleteMany, o),
+            name,
+            false,
+            o?.maxTimeMS,
+            (c, signal) => c.deleteMany(asFilter(filter), withLimits(o, signal, undefined)),
+            { collection: name, filter }
           ),
         bulkWrite: (operations, o) =>
           runOn(pick(OP.bulkWrite, o), name, false, o?.maxTimeMS, (c, signal) =>
@@ -1172,7 +1244,8 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
               true,
               o?.maxTimeMS,
               (c, signal, maxTimeMS, gen) =>
-                trackCursor(gen, c.aggregate([...pipeline], withLimits(withoutSchema(o), signal, maxTimeMS))).toArray()
+                trackCursor(gen, c.aggregate([...pipeline], withLimits(withoutSchema(o), signal, maxTimeMS))).toArray(),
+              { collection: name, pipeline }
             )
           )
           const checked = Effect.flatMap(handle.binding, ({ binding }) => {

@@ -51,6 +51,7 @@ import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import { CurrentProject, type ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpool/core/Errors"
+import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
@@ -440,14 +441,23 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
 
   // ---- the guarded client --------------------------------------------------------------------------------------
 
+  // `detail` (the statement and its parameters) goes to the installed protections: rate limits, the SQL analyzer,
+  // the cost estimator (`@tenantpool/protections`); with none installed it costs one reference read.
   const guarded = <A, R>(
     op: Tenancy.Operation<Binding>,
-    f: (b: Binding) => Effect.Effect<A, SqlError, R>
+    f: (b: Binding) => Effect.Effect<A, SqlError, R>,
+    detail?: ProtectionDetail
   ): Effect.Effect<A, SqlError, R> =>
-    Effect.mapError(handle.runEffect(op, f), (error) => PgError.toSqlError(error, op.name) as SqlError)
+    Effect.mapError(
+      detail === undefined ? handle.runEffect(op, f) : handle.runEffect(op, f, undefined, detail),
+      (error) => PgError.toSqlError(error, op.name) as SqlError
+    )
 
-  const statement = <A>(sql: string, exec: (conn: PgConnection.PgConnection) => Effect.Effect<A, SqlError>) =>
-    guarded(opFor(ops, sql), (b) => runOn(b, exec))
+  const statement = <A>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    exec: (conn: PgConnection.PgConnection) => Effect.Effect<A, SqlError>
+  ) => guarded(opFor(ops, sql), (b) => runOn(b, exec), { statement: sql, params })
 
   type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
   const rows = (conn: PgConnection.PgConnection, sql: string, params: ReadonlyArray<unknown>, prepare: boolean) =>
@@ -459,12 +469,13 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
 
   // The connection every statement outside a transaction is handed: each call is one guarded operation.
   const routing: Connection = {
-    execute: (sql, params, transform) => statement(sql, (c) => transformed(rows(c, sql, params, true), transform)),
+    execute: (sql, params, transform) =>
+      statement(sql, params, (c) => transformed(rows(c, sql, params, true), transform)),
     executeUnprepared: (sql, params, transform) =>
-      statement(sql, (c) => transformed(rows(c, sql, params, false), transform)),
-    executeRaw: (sql, params) => statement(sql, (c) => c.query(sql, params)),
-    executeValues: (sql, params) => statement(sql, (c) => c.queryValues(sql, params)),
-    executeValuesUnprepared: (sql, params) => statement(sql, (c) => c.queryValues(sql, params, false)),
+      statement(sql, params, (c) => transformed(rows(c, sql, params, false), transform)),
+    executeRaw: (sql, params) => statement(sql, params, (c) => c.query(sql, params)),
+    executeValues: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params)),
+    executeValuesUnprepared: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params, false)),
     executeStream: (sql, params, transform) =>
       Stream.unwrap(Effect.map(guarded(ops.stream, reserveOn), (conn) => conn.executeStream(sql, params, transform)))
   }

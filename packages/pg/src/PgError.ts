@@ -43,8 +43,10 @@ import {
   Timeout,
   UnknownOutcome
 } from "@tenantpool/core/Errors"
+import { QueryRejected, RateLimited } from "@tenantpool/core/Protections"
 import type { Classification } from "@tenantpool/core/Tenancy"
 import {
+  AuthorizationError,
   ConnectionError,
   isSqlError,
   SqlError,
@@ -214,7 +216,9 @@ const isRefusal = (u: unknown): u is Refusal =>
   u instanceof NoCurrentProject ||
   u instanceof EngineNotConfigured ||
   u instanceof ProjectNotFound ||
-  u instanceof InvalidProjectId
+  u instanceof InvalidProjectId ||
+  u instanceof RateLimited ||
+  u instanceof QueryRejected
 
 /**
  * Carries a guard refusal inside a `SqlError`, with the refusal as the reason's `cause` and its (secret-free)
@@ -231,7 +235,10 @@ export const fromGuardError = (error: Refusal, operation: string): SqlError => {
     case "CircuitOpen":
     case "Overloaded":
     case "ShuttingDown":
+    case "RateLimited":
       return new SqlError({ reason: new ConnectionError(props) })
+    case "QueryRejected":
+      return new SqlError({ reason: new AuthorizationError(props) })
     case "Timeout":
       return new SqlError({ reason: new StatementTimeoutError(props) })
     default:
