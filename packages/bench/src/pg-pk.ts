@@ -10,7 +10,7 @@
  * guard round with the raw round just before it and so cancels slow drifts of a shared machine) and
  * multiplexed/exclusive for raw sql-pg.
  *
- * Usage: node scratchpad/pg-pk-bench.ts [--seconds 1] [--rounds 10] [--connections 4] [--rows 10000]
+ * Usage: node packages/bench/src/pg-pk.ts [--seconds 1] [--rounds 10] [--connections 4] [--rows 10000]
  *
  * @since 0.1.0
  */
@@ -25,17 +25,7 @@ import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as PgEngine from "@tenantpool/pg/PgEngine"
 import * as Servers from "@tenantpool/testing/Servers"
-
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  const value = i >= 0 ? Number(process.argv[i + 1]) : NaN
-  return Number.isFinite(value) && value > 0 ? value : fallback
-}
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
+import { arg, median } from "./internal/report.ts"
 
 const seconds = arg("seconds", 1)
 const rounds = arg("rounds", 10)

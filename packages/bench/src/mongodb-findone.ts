@@ -15,7 +15,7 @@
  * - guard-wide: the same with a per-server budget of 10 x the pool, so that the driver's wait queue, not the
  *   guard's fair queue, holds what exceeds the pool.
  *
- * Usage: node scratchpad/mongodb-findone-bench.ts [--pool 20] [--seconds 2] [--rounds 5] [--capacity N]
+ * Usage: node packages/bench/src/mongodb-findone.ts [--pool 20] [--seconds 2] [--rounds 5] [--capacity N]
  * Server: TENANTPOOL_MONGODB_URL (or MONGODB_URL) if set, else a private local server (FerretDB) started here.
  */
 import * as Effect from "effect/Effect"
@@ -25,17 +25,7 @@ import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as MongoEngine from "@tenantpool/mongodb/MongoEngine"
 import * as Servers from "@tenantpool/testing/Servers"
-
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  const value = i >= 0 ? Number(process.argv[i + 1]) : NaN
-  return Number.isFinite(value) && value > 0 ? value : fallback
-}
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
+import { arg, median } from "./internal/report.ts"
 
 const pool = arg("pool", 20)
 const capacity = arg("capacity", 0)
