@@ -290,12 +290,18 @@ const OP = {
   ping: op("ping", true)
 } as const
 
-const mapErr = {
-  get: fromUnknown("get"),
-  set: fromUnknown("set"),
-  other: fromUnknown("command")
+// One error mapper per command name, made once: operations call `errFor` on every call.
+const errorMappers = new Map<string, (cause: unknown) => RedisError>()
+const errFor = (command: string): ((cause: unknown) => RedisError) => {
+  let mapper = errorMappers.get(command)
+  if (mapper === undefined) {
+    mapper = fromUnknown(command)
+    // Bounded: `command` accepts names outside Redis's table too.
+    if (errorMappers.size < 512) errorMappers.set(command, mapper)
+  }
+  return mapper
 }
-const errFor = (command: string) => fromUnknown(command)
+const mapErr = { get: errFor("get"), set: errFor("set") }
 
 /** Commands that reach past one project's keys, or that only an operator should run. */
 const forbiddenCommands: ReadonlySet<string> = new Set([
