@@ -273,13 +273,7 @@ describe("RedisEngine commands", () => {
   it.live("SCAN streams only the project's keys, without the prefix, across many pages", () =>
     Effect.gen(function* () {
       const url = TestServers.url("redis")
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("scan-a")
-      const b = Fx.projectId("scan-b")
-      yield* registry.register({ id: a, tier: "PRO", redis: url })
-      yield* registry.register({ id: b, tier: "PRO", redis: url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(url, ["scan-a", "PRO"], ["scan-b", "PRO"])
       const keys = Array.from({ length: 120 }, (_, i) => `item:${i}`)
       yield* redis.mset(Object.fromEntries(keys.map((k) => [k, "a"]))).pipe(tenancy.withProject(a))
       yield* redis.mset(Object.fromEntries(keys.map((k) => [k, "b"]))).pipe(tenancy.withProject(b))

@@ -24,13 +24,7 @@ describe("RedisEngine isolation", () => {
     Effect.gen(function* () {
       const url = TestServers.url("redis")
       const rawClient = yield* Fx.raw(url)
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("iso-a")
-      const b = Fx.projectId("iso-b")
-      yield* registry.register({ id: a, tier: "FREE", redis: url })
-      yield* registry.register({ id: b, tier: "PRO", redis: url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(url, ["iso-a", "FREE"], ["iso-b", "PRO"])
 
       yield* redis.set("profile", "A").pipe(tenancy.withProject(a))
       yield* redis.set("profile", "B").pipe(tenancy.withProject(b))
@@ -57,13 +51,7 @@ describe("RedisEngine isolation", () => {
   it.live("the raw command escape hatch prefixes key arguments by Redis's command table", () =>
     Effect.gen(function* () {
       const url = TestServers.url("redis")
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("cmd-a")
-      const b = Fx.projectId("cmd-b")
-      yield* registry.register({ id: a, tier: "PRO", redis: url })
-      yield* registry.register({ id: b, tier: "PRO", redis: url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(url, ["cmd-a", "PRO"], ["cmd-b", "PRO"])
       yield* redis.set("k", "mine").pipe(tenancy.withProject(a))
       yield* redis.set("k2", "also mine").pipe(tenancy.withProject(a))
       assert.strictEqual(yield* redis.command("GET", ["k"]).pipe(tenancy.withProject(a)), "mine")
@@ -232,13 +220,7 @@ describe("RedisEngine isolation", () => {
     Effect.gen(function* () {
       const url = TestServers.url("redis")
       const rawClient = yield* Fx.raw(url)
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("reach-a")
-      const b = Fx.projectId("reach-b")
-      yield* registry.register({ id: a, tier: "FREE", redis: url })
-      yield* registry.register({ id: b, tier: "FREE", redis: url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(url, ["reach-a", "FREE"], ["reach-b", "FREE"])
       yield* redis.set("secret", "b's secret").pipe(tenancy.withProject(b))
       yield* redis.rpush("ids", "secret").pipe(tenancy.withProject(a))
       const script = `return redis.call('GET', '${b}:secret')`

@@ -27,13 +27,7 @@ describe("RedisEngine pub/sub", () => {
     Effect.gen(function* () {
       const url = TestServers.url("redis")
       const rawClient = yield* Fx.raw(url)
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("pub-a")
-      const b = Fx.projectId("pub-b")
-      yield* registry.register({ id: a, tier: "FREE", redis: url })
-      yield* registry.register({ id: b, tier: "FREE", redis: url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(url, ["pub-a", "FREE"], ["pub-b", "FREE"])
 
       const received = yield* redis
         .subscribe("news", "alerts")
@@ -66,13 +60,7 @@ describe("RedisEngine pub/sub", () => {
     Effect.gen(function* () {
       const server = yield* Servers.acquirePrivate("redis")
       const rawClient = yield* Fx.raw(server.url)
-      const registry = yield* MemoryRegistry
-      const redis = yield* RedisEngine
-      const tenancy = yield* Tenancy.Tenancy
-      const a = Fx.projectId("psub-a")
-      const b = Fx.projectId("psub-b")
-      yield* registry.register({ id: a, tier: "FREE", redis: server.url })
-      yield* registry.register({ id: b, tier: "FREE", redis: server.url })
+      const { a, b, redis, tenancy } = yield* Fx.twoProjects(server.url, ["psub-a", "FREE"], ["psub-b", "FREE"])
 
       const received = yield* redis
         .psubscribe("orders.*")
