@@ -16,7 +16,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { Engine } from "./Engine.ts"
+import type { Engine } from "./Vocabulary.ts"
 import { InvalidConfig } from "./Errors.ts"
 
 /**

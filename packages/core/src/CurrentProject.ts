@@ -8,7 +8,7 @@
 import * as Context from "effect/Context"
 import type { ProjectId } from "./ProjectId.ts"
 import type { ProjectConfig } from "./Registry.ts"
-import type { TierName } from "./Tier.ts"
+import type { TierName } from "./Vocabulary.ts"
 
 /**
  * What an operation knows about the project it runs for.

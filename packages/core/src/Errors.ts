@@ -6,8 +6,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
-import { Engine } from "./Engine.ts"
-import type { ProtectionError } from "./Protections.ts"
+import { Engine, TierName } from "./Vocabulary.ts"
 
 /**
  * A project id failed validation.
@@ -202,6 +201,94 @@ export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDo
 }
 
 /**
+ * The rules a protection can reject a query by (a bounded set: it is a metric label).
+ *
+ * - `parse-error`: the SQL does not parse.
+ * - `multiple-statements`: several statements where one is expected.
+ * - `missing-where`: UPDATE or DELETE without WHERE.
+ * - `statement-kind`: a kind of statement the tier's policy forbids (e.g. DDL).
+ * - `statement-command`: a command the tier's policy forbids (e.g. COPY, SET ROLE, LISTEN).
+ * - `cost-budget`: the planner's estimate exceeds the tier's budget.
+ * - `mongo-javascript`: `$where`, `$function` or `$accumulator`.
+ * - `mongo-collscan`: the plan scans a whole (large) collection.
+ * - `redis-command`: a Redis command the tier's policy blocks.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const QueryRule = Schema.Literals([
+  "parse-error",
+  "multiple-statements",
+  "missing-where",
+  "statement-kind",
+  "statement-command",
+  "cost-budget",
+  "mongo-javascript",
+  "mongo-collscan",
+  "redis-command"
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type QueryRule = typeof QueryRule.Type
+
+/**
+ * The project went over its tier's request rate for an engine: the call was refused before admission, without
+ * touching the database.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  projectId: Schema.String,
+  engine: Engine,
+  tier: TierName,
+  /** Requests per second the tier allows (sustained). */
+  limit: Schema.Number,
+  retryAfterMillis: Schema.Number
+}) {
+  /** How long until a request would be admitted again. */
+  get retryAfter(): Duration.Duration {
+    return Duration.millis(this.retryAfterMillis)
+  }
+  override get message(): string {
+    return `${this.engine} rate limit of ${this.limit}/s (${this.tier}) exceeded for project "${this.projectId}"; retry after ${Math.ceil(this.retryAfterMillis)} ms`
+  }
+}
+
+/**
+ * A query analyzer or the cost estimator refused a statement, command or filter. `rule` says which rule; `detail`
+ * explains without echoing the query (its literals may hold personal data): it names the command and, for SQL,
+ * the statement's fingerprint.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class QueryRejected extends Schema.TaggedError<QueryRejected>()("QueryRejected", {
+  projectId: Schema.String,
+  engine: Engine,
+  tier: TierName,
+  rule: QueryRule,
+  detail: Schema.String,
+  /** The normalized statement's fingerprint (SQL only). */
+  fingerprint: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `${this.engine} query rejected for project "${this.projectId}" (${this.tier}) by rule ${this.rule}: ${this.detail}`
+  }
+}
+
+/**
+ * Every error a protection can fail a call with.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type ProtectionError = RateLimited | QueryRejected
+
+/**
  * Every error the guard itself can produce, apart from the engine's own errors (including the installed
  * protections' `RateLimited` and `QueryRejected`).
  *
@@ -218,3 +305,60 @@ export type GuardError =
   | UnknownOutcome
   | ShuttingDown
   | ProtectionError
+
+// Every tag of `GuardError`, checked by the compiler both ways (a missing or an extra tag does not type-check).
+const guardTags: Readonly<Record<GuardError["_tag"], true>> = {
+  ProjectNotFound: true,
+  EngineNotConfigured: true,
+  NoCurrentProject: true,
+  Overloaded: true,
+  CircuitOpen: true,
+  Timeout: true,
+  UnknownOutcome: true,
+  ShuttingDown: true,
+  RateLimited: true,
+  QueryRejected: true
+}
+
+/**
+ * Whether a value is one of the guard's errors (`GuardError`). The one predicate every engine and the example
+ * server use to tell the guard's verdicts from the driver's own errors.
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isGuardError = (u: unknown): u is GuardError =>
+  typeof u === "object" && u !== null && Object.hasOwn(guardTags, (u as { readonly _tag?: unknown })._tag as string)
+
+/**
+ * Whether a guard error means "not now" (the database, its breaker or the project's budget cannot serve the call
+ * at the moment; trying later may succeed), as opposed to a call made wrongly (no project, no such engine, a
+ * refused query).
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isUnavailable = (error: GuardError): boolean => {
+  switch (error._tag) {
+    case "Overloaded":
+    case "CircuitOpen":
+    case "Timeout":
+    case "UnknownOutcome":
+    case "ShuttingDown":
+    case "RateLimited":
+      return true
+    default:
+      return false
+  }
+}
+
+/**
+ * How long a caller refused by the guard should wait before trying again, when the refusal says.
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const retryAfterMillis = (error: GuardError): number | undefined =>
+  error._tag === "Overloaded" || error._tag === "CircuitOpen" || error._tag === "RateLimited"
+    ? error.retryAfterMillis
+    : undefined

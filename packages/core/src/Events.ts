@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { Engine } from "./Engine.ts"
+import type { Engine } from "./Vocabulary.ts"
 
 /**
  * An event.

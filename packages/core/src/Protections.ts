@@ -12,13 +12,11 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import { CurrentProject, type ProjectHandle } from "./CurrentProject.ts"
-import { Engine } from "./Engine.ts"
-import { TierName } from "./Tier.ts"
+import type { ProtectionError } from "./Errors.ts"
+import type { Engine } from "./Vocabulary.ts"
 
 /**
  * What an engine tells the protections about one call. Every field is optional: a typed Redis operation passes
@@ -43,94 +41,6 @@ export interface ProtectionDetail {
   /** A MongoDB aggregation pipeline. */
   readonly pipeline?: ReadonlyArray<unknown> | undefined
 }
-
-/**
- * The rules a protection can reject a query by (a bounded set: it is a metric label).
- *
- * - `parse-error`: the SQL does not parse.
- * - `multiple-statements`: several statements where one is expected.
- * - `missing-where`: UPDATE or DELETE without WHERE.
- * - `statement-kind`: a kind of statement the tier's policy forbids (e.g. DDL).
- * - `statement-command`: a command the tier's policy forbids (e.g. COPY, SET ROLE, LISTEN).
- * - `cost-budget`: the planner's estimate exceeds the tier's budget.
- * - `mongo-javascript`: `$where`, `$function` or `$accumulator`.
- * - `mongo-collscan`: the plan scans a whole (large) collection.
- * - `redis-command`: a Redis command the tier's policy blocks.
- *
- * @category models
- * @since 0.1.0
- */
-export const QueryRule = Schema.Literals([
-  "parse-error",
-  "multiple-statements",
-  "missing-where",
-  "statement-kind",
-  "statement-command",
-  "cost-budget",
-  "mongo-javascript",
-  "mongo-collscan",
-  "redis-command"
-])
-
-/**
- * @category models
- * @since 0.1.0
- */
-export type QueryRule = typeof QueryRule.Type
-
-/**
- * The project went over its tier's request rate for an engine: the call was refused before admission, without
- * touching the database.
- *
- * @category errors
- * @since 0.1.0
- */
-export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
-  projectId: Schema.String,
-  engine: Engine,
-  tier: TierName,
-  /** Requests per second the tier allows (sustained). */
-  limit: Schema.Number,
-  retryAfterMillis: Schema.Number
-}) {
-  /** How long until a request would be admitted again. */
-  get retryAfter(): Duration.Duration {
-    return Duration.millis(this.retryAfterMillis)
-  }
-  override get message(): string {
-    return `${this.engine} rate limit of ${this.limit}/s (${this.tier}) exceeded for project "${this.projectId}"; retry after ${Math.ceil(this.retryAfterMillis)} ms`
-  }
-}
-
-/**
- * A query analyzer or the cost estimator refused a statement, command or filter. `rule` says which rule; `detail`
- * explains without echoing the query (its literals may hold personal data): it names the command and, for SQL,
- * the statement's fingerprint.
- *
- * @category errors
- * @since 0.1.0
- */
-export class QueryRejected extends Schema.TaggedError<QueryRejected>()("QueryRejected", {
-  projectId: Schema.String,
-  engine: Engine,
-  tier: TierName,
-  rule: QueryRule,
-  detail: Schema.String,
-  /** The normalized statement's fingerprint (SQL only). */
-  fingerprint: Schema.optional(Schema.String)
-}) {
-  override get message(): string {
-    return `${this.engine} query rejected for project "${this.projectId}" (${this.tier}) by rule ${this.rule}: ${this.detail}`
-  }
-}
-
-/**
- * Every error a protection can fail a call with.
- *
- * @category errors
- * @since 0.1.0
- */
-export type ProtectionError = RateLimited | QueryRejected
 
 /**
  * The protections the guard calls.

@@ -13,13 +13,11 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Redacted from "effect/Redacted"
 import * as Duration from "effect/Duration"
-import type { Engine } from "./Engine.ts"
-import { engines } from "./Engine.ts"
+import { type Engine, engines, type TierName } from "./Vocabulary.ts"
 import type { InvalidConnectionString, InvalidProjectId } from "./Errors.ts"
 import { ProjectNotFound } from "./Errors.ts"
 import * as ProjectId from "./ProjectId.ts"
 import * as Target from "./Target.ts"
-import type { TierName } from "./Tier.ts"
 
 /**
  * A project's configuration.

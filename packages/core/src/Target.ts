@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type { Engine } from "./Engine.ts"
+import type { Engine } from "./Vocabulary.ts"
 import { InvalidConnectionString } from "./Errors.ts"
 
 /**

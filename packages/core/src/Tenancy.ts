@@ -32,29 +32,39 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as BreakerPolicy from "./BreakerPolicy.ts"
 import { CurrentProject, type ProjectHandle } from "./CurrentProject.ts"
-import { type Engine, engines } from "./Engine.ts"
+import {
+  type AttemptSignal,
+  type EngineAdapter,
+  type EngineHandle,
+  isWrite,
+  type Operation,
+  type PoolStats
+} from "./Engine.ts"
 import {
   CircuitOpen,
   EngineNotConfigured,
   type GuardError,
   type InvalidConfig,
   type InvalidProjectId,
+  isGuardError,
   NoCurrentProject,
   Overloaded,
   type ProjectNotFound,
+  type ProtectionError,
   ShuttingDown,
   Timeout,
   UnknownOutcome
 } from "./Errors.ts"
 import type { TenancyEvent } from "./Events.ts"
-import { type ProtectionDetail, type ProtectionError, Protections } from "./Protections.ts"
+import { type ProtectionDetail, Protections } from "./Protections.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ProjectId from "./ProjectId.ts"
 import { type MemoryRegistry, type ProjectConfig, ProjectRegistry } from "./Registry.ts"
 import * as RegistryModule from "./Registry.ts"
 import type { Target } from "./Target.ts"
-import { type TierName, tierNames, Tiers, type TierState } from "./Tier.ts"
+import { Tiers, type TierState } from "./Tier.ts"
 import * as TierModule from "./Tier.ts"
+import { type Engine, engineIndex, engines, type TierName, tierNames, tierRank } from "./Vocabulary.ts"
 import { Bulkhead, FairBudget, type FairWaiter, type Waiter } from "./internal/admission.ts"
 import { Breaker, CLOSED, HALF_OPEN, OPEN, PROBE, REJECT, type StateCode, stateName } from "./internal/breaker.ts"
 import { Deadlines, type Entry } from "./internal/deadlines.ts"
@@ -63,141 +73,6 @@ import { CounterCell, HistogramCell } from "./internal/series.ts"
 // ---------------------------------------------------------------------------------------------------------------
 // Public models
 // ---------------------------------------------------------------------------------------------------------------
-
-/**
- * How an engine error counts.
- *
- * - `infrastructure`: the server or the path to it is unhealthy (counts toward breakers, may be retried);
- *   otherwise the caller's mistake (never counts).
- * - `errorType`: a short, bounded label for `db_errors_total`.
- * - `sent`: the request may have reached the server (a failed write is then an unknown outcome).
- *
- * @category models
- * @since 0.1.0
- */
-export interface Classification {
-  readonly infrastructure: boolean
-  readonly errorType: string
-  readonly sent: boolean
-}
-
-/**
- * Pool statistics in the spec's shape.
- *
- * @category models
- * @since 0.1.0
- */
-export interface PoolStats {
-  readonly size: number
-  readonly available: number
-  readonly pending: number
-}
-
-/**
- * What an engine package supplies.
- *
- * @category models
- * @since 0.1.0
- */
-export interface EngineAdapter<B, E> {
-  readonly engine: Engine
-  /** Breaker policy overrides for this engine (merged over the spec's defaults). */
-  readonly policy?: BreakerPolicy.BreakerPolicyOverride | undefined
-  /**
-   * Creates the per-(project, engine) binding, in a scope closed when the project is evicted. Shared, per-target
-   * connections are the engine's to keep (and to free when no binding uses them).
-   */
-  readonly bind: (project: ProjectHandle, target: Target) => Effect.Effect<B, E, Scope.Scope>
-  /** Classifies an engine error. */
-  readonly classify: (error: E) => Classification
-  /** A cheap liveness check (PING, `select 1`, `ping`), used by health checks and active breaker probes. */
-  readonly ping: (binding: B) => Effect.Effect<void, E>
-  /** How many operations the target accepts at once from this process, across all its projects. */
-  readonly targetCapacity: (target: Target) => number
-  /** Pool statistics of the target a binding uses. */
-  readonly stats?: ((binding: B) => PoolStats) | undefined
-}
-
-/**
- * A static description of an operation (define it once per operation, not per call).
- *
- * @category models
- * @since 0.1.0
- */
-export interface Operation<B = never> {
-  /** The `operation` label: `get`, `find`, `query`, … */
-  readonly name: string
-  /** Whether running it twice is harmless (only idempotent operations are retried). */
-  readonly idempotent: boolean
-  /**
-   * Whether it changes data (default: `!idempotent`). A write that fails after it may have reached the server is
-   * reported as `UnknownOutcome` — for an idempotent write (SET, DEL), once its retries are exhausted.
-   */
-  readonly write?: boolean | undefined
-  /** Called when an attempt is abandoned (timeout or interruption), to stop server-side work. */
-  readonly cancel?: ((binding: B) => void) | undefined
-}
-
-/**
- * What a driver call can ask of the attempt it runs in: `active` turns false once the attempt has been
- * abandoned (timed out or interrupted). A call that waits before sending (for a connection to become ready)
- * must check it before sending, so that nothing reported as failed reaches the server later.
- *
- * @category models
- * @since 0.1.0
- */
-export interface AttemptSignal {
-  readonly active: boolean
-}
-
-/**
- * The guard, bound to one engine.
- *
- * @category models
- * @since 0.1.0
- */
-export interface EngineHandle<B, E> {
-  readonly engine: Engine
-  readonly policy: BreakerPolicy.BreakerPolicy
-  /**
-   * Guards a promise-returning driver call for the current project (the fast path). `extraMillis` lengthens the
-   * attempt timeout of this call (a blocking command that waits on the server by design). With a `detail`, the
-   * installed protections (see `Protections`) check the call first.
-   */
-  readonly run: {
-    <A>(
-      op: Operation<B>,
-      f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
-      mapError: (cause: unknown) => E,
-      extraMillis?: number
-    ): Effect.Effect<A, E | GuardError>
-    <A>(
-      op: Operation<B>,
-      f: (binding: B, signal: AttemptSignal) => PromiseLike<A>,
-      mapError: (cause: unknown) => E,
-      extraMillis: number | undefined,
-      detail: ProtectionDetail
-    ): Effect.Effect<A, E | GuardError | ProtectionError>
-  }
-  /** Guards an effectful driver call for the current project (checked by the protections with a `detail`). */
-  readonly runEffect: {
-    <A, R>(
-      op: Operation<B>,
-      f: (binding: B) => Effect.Effect<A, E, R>,
-      extraMillis?: number
-    ): Effect.Effect<A, E | GuardError, R>
-    <A, R>(
-      op: Operation<B>,
-      f: (binding: B) => Effect.Effect<A, E, R>,
-      extraMillis: number | undefined,
-      detail: ProtectionDetail
-    ): Effect.Effect<A, E | GuardError | ProtectionError, R>
-  }
-  /** The current project's binding, for work that manages its own connection (streams, subscriptions). */
-  readonly binding: Effect.Effect<{ readonly binding: B; readonly project: ProjectHandle }, E | GuardError>
-  /** Records a pool acquire time for the current project's engine and tier. */
-  readonly recordAcquire: (project: ProjectHandle, seconds: number) => void
-}
 
 /**
  * A live (project, engine) pair, as the spec's `getAllConnectionMetadata` returns it.
@@ -280,9 +155,6 @@ export interface Stats {
 // ---------------------------------------------------------------------------------------------------------------
 // Internal state
 // ---------------------------------------------------------------------------------------------------------------
-
-const engineIndex: Readonly<Record<Engine, number>> = { postgres: 0, redis: 1, mongodb: 2 }
-const tierRank: Readonly<Record<TierName, number>> = { FREE: 0, STARTER: 1, PRO: 2, ENTERPRISE: 3 }
 
 interface MetricHandles {
   readonly attrs: Readonly<Record<string, string>>
@@ -1700,23 +1572,6 @@ export const make = (options?: Options | undefined) =>
         })
     })
   })
-
-const isWrite = (op: Operation<any>): boolean => op.write ?? !op.idempotent
-
-const guardTags: ReadonlySet<string> = new Set([
-  "ProjectNotFound",
-  "EngineNotConfigured",
-  "NoCurrentProject",
-  "Overloaded",
-  "CircuitOpen",
-  "Timeout",
-  "UnknownOutcome",
-  "ShuttingDown",
-  "RateLimited",
-  "QueryRejected"
-])
-const isGuardError = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && guardTags.has((error as { _tag?: unknown })._tag as string)
 
 const gaugeHooks = (get: () => number): Metric.Metric.Hooks<number, any> => ({
   get: () => ({ value: get() }),

@@ -11,28 +11,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./Errors.ts"
+import { type TierName, tierNames } from "./Vocabulary.ts"
 
-/**
- * The four tiers.
- *
- * @category models
- * @since 0.1.0
- */
-export const TierName = Schema.Literals(["FREE", "STARTER", "PRO", "ENTERPRISE"])
-
-/**
- * @category models
- * @since 0.1.0
- */
-export type TierName = typeof TierName.Type
-
-/**
- * Every tier, cheapest first.
- *
- * @category constants
- * @since 0.1.0
- */
-export const tierNames: ReadonlyArray<TierName> = ["FREE", "STARTER", "PRO", "ENTERPRISE"]
+// The names live in the leaf module `Vocabulary.ts` (errors use them too); this module re-exports them.
+export { TierName, tierNames, tierRank } from "./Vocabulary.ts"
 
 /**
  * Scheduling priority of a tier when projects compete for a shared database.

@@ -7,11 +7,12 @@ import { TestClock } from "effect/testing"
 import type { Overloaded, Timeout } from "../src/Errors.ts"
 import { MemoryRegistry } from "../src/Registry.ts"
 import * as Tenancy from "../src/Tenancy.ts"
+import type * as EngineContract from "../src/Engine.ts"
 import * as Tier from "../src/Tier.ts"
 import * as Fake from "./fixtures/FakeEngine.ts"
 import * as H from "./fixtures/Harness.ts"
 
-type Handle = Tenancy.EngineHandle<Fake.Binding, Fake.FakeError>
+type Handle = EngineContract.EngineHandle<Fake.Binding, Fake.FakeError>
 
 const call = (engine: Handle, server: Fake.FakeServer, project: string, millis: number) =>
   Effect.flatMap(Tenancy.Tenancy, (t) =>

@@ -6,10 +6,11 @@ import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
 import type { TenancyEvent } from "../src/Events.ts"
 import * as Tenancy from "../src/Tenancy.ts"
+import type * as EngineContract from "../src/Engine.ts"
 import * as Fake from "./fixtures/FakeEngine.ts"
 import * as H from "./fixtures/Harness.ts"
 
-type Handle = Tenancy.EngineHandle<Fake.Binding, Fake.FakeError>
+type Handle = EngineContract.EngineHandle<Fake.Binding, Fake.FakeError>
 
 // Writes are not retried, and a `down` failure (not sent) comes back as itself: one call, one recorded outcome.
 const call = (engine: Handle, server: Fake.FakeServer, project: string, outcome: Fake.Outcome, millis = 0) =>
@@ -20,7 +21,7 @@ const call = (engine: Handle, server: Fake.FakeServer, project: string, outcome:
 const repeat = (n: number, effect: Effect.Effect<unknown, unknown, Tenancy.Tenancy>) =>
   Effect.forEach(Array.from({ length: n }), () => effect, { discard: true })
 
-const setup = (policy?: Tenancy.EngineAdapter<Fake.Binding, Fake.FakeError>["policy"], projects = ["acme"]) =>
+const setup = (policy?: EngineContract.EngineAdapter<Fake.Binding, Fake.FakeError>["policy"], projects = ["acme"]) =>
   Effect.gen(function* () {
     const server = Fake.makeServer()
     const tenancy = yield* Tenancy.Tenancy

@@ -8,10 +8,11 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Tenancy from "../src/Tenancy.ts"
+import type * as EngineContract from "../src/Engine.ts"
 import * as Fake from "./fixtures/FakeEngine.ts"
 import * as H from "./fixtures/Harness.ts"
 
-type Handle = Tenancy.EngineHandle<Fake.Binding, Fake.FakeError>
+type Handle = EngineContract.EngineHandle<Fake.Binding, Fake.FakeError>
 
 /** The counting probe: nothing running on the server, nothing in flight, every bulkhead empty, no deadline. */
 const assertQuiet = (servers: ReadonlyArray<Fake.FakeServer>, context = "") =>
@@ -35,8 +36,12 @@ const setup = (capacity = 1000) =>
     const server = Fake.makeServer()
     const tenancy = yield* Tenancy.Tenancy
     const engine = yield* tenancy.register(Fake.adapter(server, { capacity }))
-    const run = (project: string, op: Tenancy.Operation<Fake.Binding>, millis: number, outcome: Fake.Outcome = "ok") =>
-      engine.runEffect(op, Fake.op(server, millis, outcome)).pipe(tenancy.withProject(project), Effect.result)
+    const run = (
+      project: string,
+      op: EngineContract.Operation<Fake.Binding>,
+      millis: number,
+      outcome: Fake.Outcome = "ok"
+    ) => engine.runEffect(op, Fake.op(server, millis, outcome)).pipe(tenancy.withProject(project), Effect.result)
     return { server, tenancy, engine, run }
   })
 

@@ -6,6 +6,7 @@ import * as Schedule from "effect/Schedule"
 import { TestClock } from "effect/testing"
 import type { Timeout, UnknownOutcome } from "../src/Errors.ts"
 import * as Tenancy from "../src/Tenancy.ts"
+import type * as EngineContract from "../src/Engine.ts"
 import * as Fake from "./fixtures/FakeEngine.ts"
 import * as H from "./fixtures/Harness.ts"
 
@@ -14,7 +15,7 @@ const setup = Effect.gen(function* () {
   const tenancy = yield* Tenancy.Tenancy
   yield* H.registerAll(["acme"], "FREE")
   const engine = yield* tenancy.register(Fake.adapter(server))
-  const run = (op: Tenancy.Operation<Fake.Binding>, millis: number, outcome: Fake.Outcome = "ok") =>
+  const run = (op: EngineContract.Operation<Fake.Binding>, millis: number, outcome: Fake.Outcome = "ok") =>
     engine.runEffect(op, Fake.op(server, millis, outcome)).pipe(tenancy.withProject("acme"), Effect.result)
   return { server, tenancy, engine, run }
 })
@@ -195,7 +196,7 @@ describe("Attempt timeout and retries", () => {
     it.effect("an idempotent write that may have applied is retried, and unknown once retries run out", () =>
       Effect.gen(function* () {
         const { run, server } = yield* setup
-        const put: Tenancy.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
+        const put: EngineContract.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
         const fiber = yield* Effect.forkChild(run(put, 0, "reset"))
         yield* TestClock.adjust("5 seconds")
         const error = failureOf(yield* Fiber.join(fiber)) as UnknownOutcome
@@ -208,7 +209,7 @@ describe("Attempt timeout and retries", () => {
     it.effect("an idempotent write refused before sending stays a plain failure", () =>
       Effect.gen(function* () {
         const { run } = yield* setup
-        const put: Tenancy.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
+        const put: EngineContract.Operation<Fake.Binding> = { name: "put", idempotent: true, write: true }
         const fiber = yield* Effect.forkChild(run(put, 0, "down"))
         yield* TestClock.adjust("5 seconds")
         assert.deepInclude(failureOf(yield* Fiber.join(fiber)), { _tag: "FakeError", kind: "down", sent: false })

@@ -77,14 +77,8 @@ import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
-import {
-  type AttemptSignal,
-  type Classification,
-  type EngineHandle,
-  type Operation,
-  type PoolStats,
-  Tenancy
-} from "@tenantpool/core/Tenancy"
+import { Tenancy } from "@tenantpool/core/Tenancy"
+import type { AttemptSignal, Classification, EngineHandle, Operation, PoolStats } from "@tenantpool/core/Engine"
 import { type TierName, tierNames, Tiers } from "@tenantpool/core/Tier"
 import { crossDatabaseStage, writesOutput } from "./internal/pipeline.ts"
 import { type Binding, type Capabilities, Flight, Generation, SharedTarget, trackCursor } from "./internal/shared.ts"

@@ -16,7 +16,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import type { Classification } from "@tenantpool/core/Tenancy"
+import type { Classification } from "@tenantpool/core/Engine"
 
 /**
  * What went wrong, in a bounded vocabulary (also the `error_type` metric label).

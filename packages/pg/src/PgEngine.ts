@@ -54,6 +54,7 @@ import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpo
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
 import * as Tenancy from "@tenantpool/core/Tenancy"
+import type * as EngineContract from "@tenantpool/core/Engine"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as PgError from "./PgError.ts"
 import { cancelEpoch, makeConnection, reapAbandoned } from "./internal/pgConnection.ts"
@@ -204,7 +205,7 @@ const ddl: ReadonlySet<string> = new Set([
 type Ops = ReturnType<typeof makeOps>
 
 const makeOps = (idempotentReads: boolean) => {
-  const op = (name: string, idempotent: boolean): Tenancy.Operation<Binding> => ({ name, idempotent })
+  const op = (name: string, idempotent: boolean): EngineContract.Operation<Binding> => ({ name, idempotent })
   return {
     select: op("select", idempotentReads),
     insert: op("insert", false),
@@ -223,7 +224,7 @@ const makeOps = (idempotentReads: boolean) => {
   }
 }
 
-const opFor = (ops: Ops, sql: string): Tenancy.Operation<Binding> => {
+const opFor = (ops: Ops, sql: string): EngineContract.Operation<Binding> => {
   if (isSelectAt(sql, 0)) return ops.select
   const keyword = keywordAt(sql)
   switch (keyword) {
@@ -262,7 +263,7 @@ const ActiveBinding = Context.Reference<Binding | undefined>("@tenantpool/pg/PgE
 export class PgEngine extends Context.Service<
   PgEngine,
   {
-    readonly handle: Tenancy.EngineHandle<Binding, SqlError>
+    readonly handle: EngineContract.EngineHandle<Binding, SqlError>
     /** The guarded client (the same one the layer provides as `SqlClient`). */
     readonly sql: SqlClient.SqlClient
     /** `select 1` for the current project through the guard; false when it fails or times out. */
@@ -444,7 +445,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   // `detail` (the statement and its parameters) goes to the installed protections: rate limits, the SQL analyzer,
   // the cost estimator (`@tenantpool/protections`); with none installed it costs one reference read.
   const guarded = <A, R>(
-    op: Tenancy.Operation<Binding>,
+    op: EngineContract.Operation<Binding>,
     f: (b: Binding) => Effect.Effect<A, SqlError, R>,
     detail?: ProtectionDetail
   ): Effect.Effect<A, SqlError, R> =>

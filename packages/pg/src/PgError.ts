@@ -31,20 +31,8 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import {
-  CircuitOpen,
-  EngineNotConfigured,
-  type GuardError,
-  InvalidProjectId,
-  NoCurrentProject,
-  Overloaded,
-  ProjectNotFound,
-  ShuttingDown,
-  Timeout,
-  UnknownOutcome
-} from "@tenantpool/core/Errors"
-import { QueryRejected, RateLimited } from "@tenantpool/core/Protections"
-import type { Classification } from "@tenantpool/core/Tenancy"
+import { type GuardError, InvalidProjectId, isGuardError } from "@tenantpool/core/Errors"
+import type { Classification } from "@tenantpool/core/Engine"
 import {
   AuthorizationError,
   ConnectionError,
@@ -207,18 +195,7 @@ export const isInfrastructure = (error: unknown): boolean => classify(error).inf
  */
 export type Refusal = GuardError | InvalidProjectId
 
-const isRefusal = (u: unknown): u is Refusal =>
-  u instanceof CircuitOpen ||
-  u instanceof Overloaded ||
-  u instanceof Timeout ||
-  u instanceof UnknownOutcome ||
-  u instanceof ShuttingDown ||
-  u instanceof NoCurrentProject ||
-  u instanceof EngineNotConfigured ||
-  u instanceof ProjectNotFound ||
-  u instanceof InvalidProjectId ||
-  u instanceof RateLimited ||
-  u instanceof QueryRejected
+const isRefusal = (u: unknown): u is Refusal => isGuardError(u) || u instanceof InvalidProjectId
 
 /**
  * Carries a guard refusal inside a `SqlError`, with the refusal as the reason's `cause` and its (secret-free)

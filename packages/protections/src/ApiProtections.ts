@@ -22,14 +22,8 @@ import * as Stream from "effect/Stream"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { Engine } from "@tenantpool/core/Engine"
 import type { InvalidConfig } from "@tenantpool/core/Errors"
-import {
-  type ProtectionDetail,
-  type ProtectionError,
-  Protections,
-  type ProtectionsShape,
-  QueryRejected,
-  type QueryRule
-} from "@tenantpool/core/Protections"
+import { type ProtectionError, QueryRejected, type QueryRule } from "@tenantpool/core/Errors"
+import { type ProtectionDetail, Protections, type ProtectionsShape } from "@tenantpool/core/Protections"
 import type { TierName } from "@tenantpool/core/Tier"
 import type * as Finding from "./Finding.ts"
 import { MongoAnalyzer } from "./MongoAnalyzer.ts"

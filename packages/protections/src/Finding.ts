@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
-import type { QueryRule } from "@tenantpool/core/Protections"
+import type { QueryRule } from "@tenantpool/core/Errors"
 
 /**
  * A rule that matched.

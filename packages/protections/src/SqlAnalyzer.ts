@@ -42,15 +42,10 @@ import { fingerprintSync, loadModule, parseSync, scanSync } from "libpg-query"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import { type TierName, tierNames } from "@tenantpool/core/Tier"
 import * as Finding from "./Finding.ts"
-import { classify, explainedQueryStart, type StatementInfo } from "./internal/sqlClassify.ts"
+import { classify, explainedQueryStart, type StatementInfo, type StatementKind } from "./internal/sqlClassify.ts"
 
-/**
- * What kind of statement it is (syntactically).
- *
- * @category models
- * @since 0.1.0
- */
-export type StatementKind = "read" | "write" | "ddl" | "transaction" | "utility"
+// Declared with the classifier that produces it; re-exported here, where users meet it.
+export type { StatementKind } from "./internal/sqlClassify.ts"
 
 /**
  * One statement of an analysis.

@@ -35,16 +35,11 @@ import * as Stream from "effect/Stream"
 import * as RedisCommands from "@ioredis/commands"
 import { Redis as IORedis } from "ioredis"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
-import type { GuardError } from "@tenantpool/core/Errors"
+import { type GuardError, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
-import {
-  Tenancy,
-  type AttemptSignal,
-  type EngineHandle,
-  type Operation,
-  type PoolStats
-} from "@tenantpool/core/Tenancy"
+import { Tenancy } from "@tenantpool/core/Tenancy"
+import type { AttemptSignal, EngineHandle, Operation, PoolStats } from "@tenantpool/core/Engine"
 import { Tiers } from "@tenantpool/core/Tier"
 import { classify, forbidden, fromUnknown, RedisError } from "./RedisError.ts"
 
@@ -395,15 +390,6 @@ const isBlocking = (upper: string, args: ReadonlyArray<string | number>): boolea
   }
   return false
 }
-
-/** Guard errors that mean "not healthy now" rather than "asked wrongly" (no project, engine not configured). */
-const unhealthyTags: ReadonlySet<string> = new Set([
-  "Timeout",
-  "CircuitOpen",
-  "Overloaded",
-  "UnknownOutcome",
-  "ShuttingDown"
-])
 
 const toPairs = (flat: ReadonlyArray<string>): Array<ScoredMember> => {
   const out: Array<ScoredMember> = []
@@ -1074,7 +1060,7 @@ export const make = (options?: Options | undefined) =>
         Effect.timeoutOption(Duration.millis(handle.policy.attemptTimeoutMillis)),
         Effect.map(Option.isSome),
         Effect.catch((e): Effect.Effect<boolean, GuardError> =>
-          e instanceof RedisError || unhealthyTags.has((e as { _tag?: string })._tag ?? "")
+          e instanceof RedisError || (isGuardError(e) && isUnavailable(e))
             ? Effect.succeed(false)
             : Effect.fail(e as GuardError)
         )

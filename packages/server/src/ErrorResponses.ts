@@ -7,6 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import { HttpServerResponse } from "effect/http"
+import { type GuardError, isGuardError, retryAfterMillis } from "@tenantpool/core/Errors"
 
 /**
  * The JSON error body.
@@ -38,17 +39,17 @@ interface Tagged {
   readonly kind?: string
 }
 
-const statusOf = (e: Tagged): number => {
+// The guard's verdicts, one status each (the switch is exhaustive over `GuardError`).
+const guardStatus = (e: GuardError): number => {
   switch (e._tag) {
-    case "InvalidProjectId":
-    case "SchemaError":
-    case "BadRequest":
-      return 400
     case "ProjectNotFound":
-    case "NotFound":
       return 404
     case "EngineNotConfigured":
       return 409
+    case "NoCurrentProject":
+      return 500
+    case "QueryRejected":
+      return 403
     case "Overloaded":
     case "RateLimited":
       return 429
@@ -59,6 +60,18 @@ const statusOf = (e: Tagged): number => {
       return 504
     case "UnknownOutcome":
       return 502
+  }
+}
+
+const statusOf = (e: Tagged): number => {
+  if (isGuardError(e)) return guardStatus(e)
+  switch (e._tag) {
+    case "InvalidProjectId":
+    case "SchemaError":
+    case "BadRequest":
+      return 400
+    case "NotFound":
+      return 404
     case "SqlError": {
       const reason = (e as { reason?: { _tag?: string } }).reason?._tag
       if (reason === "UniqueViolation" || reason === "ConstraintError") return 409
@@ -87,11 +100,7 @@ export const toResponse = (error: unknown): HttpServerResponse.HttpServerRespons
   const tagged = e as Tagged
   const status = statusOf(tagged)
   const retryAfter =
-    tagged._tag === "Overloaded" || tagged._tag === "CircuitOpen" || tagged._tag === "RateLimited"
-      ? tagged.retryAfterMillis
-      : status === 503
-        ? 1000
-        : undefined
+    (isGuardError(tagged) ? retryAfterMillis(tagged) : undefined) ?? (status === 503 ? 1000 : undefined)
   return respond(status, { error: tagged._tag, message: tagged.message }, retryAfter)
 }
 

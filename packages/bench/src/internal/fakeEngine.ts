@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Engine } from "@tenantpool/core/Engine"
-import type { EngineAdapter } from "@tenantpool/core/Tenancy"
+import type { EngineAdapter } from "@tenantpool/core/Engine"
 
 /** @internal */
 export interface Binding {

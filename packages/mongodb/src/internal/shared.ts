@@ -11,7 +11,7 @@
 import type { AbstractCursor, Collection, Db, Document, MongoClient } from "mongodb"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { Target } from "@tenantpool/core/Target"
-import type { AttemptSignal } from "@tenantpool/core/Tenancy"
+import type { AttemptSignal } from "@tenantpool/core/Engine"
 import type { TierName } from "@tenantpool/core/Tier"
 
 /** What the engine found out about a server once (per client): whether it runs transactions, and what it is. @internal */

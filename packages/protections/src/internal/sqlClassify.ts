@@ -8,7 +8,13 @@
  * @internal
  */
 
-import type { StatementKind } from "../SqlAnalyzer.ts"
+/**
+ * What kind of statement it is (syntactically). Public as `SqlAnalyzer.StatementKind`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StatementKind = "read" | "write" | "ddl" | "transaction" | "utility"
 
 /** @internal */
 export interface StatementInfo {
