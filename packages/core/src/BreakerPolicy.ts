@@ -17,6 +17,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Engine } from "./Vocabulary.ts"
+import * as Durations from "./Durations.ts"
 import { InvalidConfig } from "./Errors.ts"
 
 /**
@@ -107,11 +108,8 @@ export const defaults: Readonly<Record<Engine, BreakerPolicy>> = {
 }
 
 const millis = (field: string, input: Duration.Input | undefined, fallback: number): number => {
-  if (input === undefined) return fallback
-  const d = Duration.fromInput(input)
-  if (d._tag === "None") throw new InvalidConfig({ field, reason: "not a duration" })
-  const ms = Duration.toMillis(d.value)
-  if (!(ms > 0) || !Number.isFinite(ms)) throw new InvalidConfig({ field, reason: "must be a positive duration" })
+  const ms = Durations.millisOrError(field, input, fallback)
+  if (typeof ms !== "number") throw ms
   return ms
 }
 
