@@ -124,7 +124,8 @@ export const layer = (
         publish: (channel, message) => as(redis.publish(channel, message)),
         healthCheck: as(redis.healthCheck),
         getPoolStats: as(redis.poolStats),
-        close: tenancy.closeIdleConnections({ idleFor: 0 }),
+        // `idleFor: 0` is a valid duration: the InvalidConfig case cannot happen here.
+        close: Effect.orDie(tenancy.closeIdleConnections({ idleFor: 0 })),
         run: (f) => as(f(redis))
       })
     })

@@ -4,8 +4,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import type { Engine } from "@tenantpool/core/Engine"
-import type { EngineAdapter } from "@tenantpool/core/Engine"
+import type { Engine, EngineAdapter } from "@tenantpool/core/Engine"
 
 /** @internal */
 export interface Binding {

@@ -1,0 +1,480 @@
+/**
+ * One guarded call, as a state machine: begin (breakers, then the project's bulkhead) → admit (the target's fair
+ * budget) → run (the attempt, under its attempt timeout) → complete, time out, or be interrupted; then, for an
+ * idempotent operation that failed on infrastructure, retry by the service's `Schedule` within the deadline.
+ *
+ * States: 0 waiting for the project slot, 1 waiting for the target slot, 2 running, 3 done. Every path out of a
+ * state releases exactly what that state holds (bulkhead slot, budget slot, probe slots, the deadline entry).
+ * The call is its own deadline entry and its own queue waiter, so the fast path (no wait, success) allocates this
+ * one object and starts no timer. See docs/architecture.md ("The request path").
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
+import { type AttemptSignal, isWrite, type Operation } from "../Engine.ts"
+import {
+  CircuitOpen,
+  type GuardError,
+  isGuardError,
+  Overloaded,
+  ShuttingDown,
+  Timeout,
+  UnknownOutcome
+} from "../Errors.ts"
+import type { FairWaiter, Waiter } from "./admission.ts"
+import { type Breaker, PROBE, REJECT } from "./breaker.ts"
+import type { Entry, HeapNode, Lane } from "./deadlines.ts"
+import { countError, durationCell, handlesOf, okCell } from "./metricHandles.ts"
+import type { EngineState, ProjectEngine, TenancyState } from "./state.ts"
+
+/** Starts the driver work of a running call; reports through `call.complete`. @internal */
+export type Runner<A, B, E> = (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
+
+const WAIT_PROJECT = 0
+const WAIT_TARGET = 1
+const RUNNING = 2
+const DONE = 3
+
+/** One attempt of a guarded call. @internal */
+export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
+  state = WAIT_PROJECT
+  grant: (() => void) | undefined = undefined
+  // Fair-queueing position at the target's budget.
+  tag = 0
+  seq = 0
+  // Deadline entry (see deadlines.ts).
+  at = 0
+  lane: Lane | undefined = undefined
+  node: HeapNode | undefined = undefined
+  prev: Entry | undefined = undefined
+  next: Entry | undefined = undefined
+  /** Which budget the armed entry stands for while running. */
+  attemptBudget: "attempt" | "deadline" = "attempt"
+  probe = false
+  targetProbe = false
+  startedAt = 0
+  /** Stops an effectful attempt (`runEffect`) when it is abandoned. */
+  cancelOnAbandon: (() => void) | undefined = undefined
+  readonly g: TenancyState
+  readonly pe: ProjectEngine<any, E>
+  readonly op: Operation<any>
+  /** When the whole operation must be over, and the tier timeout that set it (its deadline lane). */
+  readonly deadline: number
+  readonly span: number
+  readonly extraMillis: number
+  /** Whether a failure goes to the retry loop (first attempts of idempotent operations). */
+  readonly retries: boolean
+  readonly runner: Runner<A, any, E>
+  readonly resume: (effect: Effect.Effect<A, E | GuardError>) => void
+
+  constructor(
+    g: TenancyState,
+    pe: ProjectEngine<any, E>,
+    op: Operation<any>,
+    deadline: number,
+    span: number,
+    extraMillis: number,
+    retries: boolean,
+    runner: Runner<A, any, E>,
+    resume: (effect: Effect.Effect<A, E | GuardError>) => void
+  ) {
+    this.g = g
+    this.pe = pe
+    this.op = op
+    this.deadline = deadline
+    this.span = span
+    this.extraMillis = extraMillis
+    this.retries = retries
+    this.runner = runner
+    this.resume = resume
+  }
+
+  /** The attempt signal: false once the attempt has been abandoned. */
+  get active(): boolean {
+    return this.state === RUNNING
+  }
+
+  onDeadline() {
+    if (this.state === RUNNING) this.timeout(this.attemptBudget)
+    else this.expireWaiting()
+  }
+
+  begin(t: number) {
+    const pe = this.pe
+    if (this.g.shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
+    // Breakers first: an open circuit rejects at once rather than after a wait in a queue. The target's first,
+    // so that a project's breaker does not turn half-open (and burn its probe) while the whole target is down.
+    const q = pe.ts.breaker.admit(t)
+    if (q === REJECT) return this.rejectOpen("target", pe.ts.breaker, t)
+    this.targetProbe = q === PROBE
+    const p = pe.breaker.admit(t)
+    if (p === REJECT) {
+      if (this.targetProbe) pe.ts.breaker.releaseProbe()
+      this.targetProbe = false
+      return this.rejectOpen("project", pe.breaker, t)
+    }
+    this.probe = p === PROBE
+    const limits = pe.rt.tier.limits
+    if (pe.bulkhead.tryAcquire(limits.maxConcurrent)) return this.admitTarget(t)
+    const queued = pe.bulkhead.queue.length
+    const wait = ((queued + 1) / limits.maxConcurrent) * pe.ewmaMillis
+    if (queued >= limits.maxQueue) return this.overloaded("project", "queue-full", wait)
+    if (t + wait > this.deadline) return this.overloaded("project", "deadline", wait)
+    this.grant = () => this.admitTarget(this.g.now())
+    pe.bulkhead.queue.push(this)
+    this.g.deadlines.schedule(this, this.deadline, this.span)
+  }
+
+  admitTarget(t: number) {
+    const pe = this.pe
+    // Admitted from the project queue after shutdown began: refuse rather than start on a closing binding.
+    if (this.g.shuttingDown) {
+      pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+      return this.refuse()
+    }
+    this.state = WAIT_TARGET
+    const budget = pe.ts.budget
+    if (budget.tryAcquire()) return this.run(t)
+    const wait = ((budget.queued + 1) / budget.capacity) * pe.ts.ewmaMillis
+    if (t + wait > this.deadline) {
+      pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+      return this.overloaded("target", "deadline", wait)
+    }
+    this.grant = () => this.run(this.g.now())
+    pe.lastTag = budget.enqueue(this, pe.lastTag, pe.rt.tier.weight)
+    // A call that waited for its project slot keeps the deadline entry it has.
+    if (!this.linked()) this.g.deadlines.schedule(this, this.deadline, this.span)
+  }
+
+  run(t: number) {
+    const pe = this.pe
+    const g = this.g
+    if (g.shuttingDown) {
+      pe.ts.budget.release()
+      pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+      return this.refuse()
+    }
+    this.state = RUNNING
+    pe.running++
+    pe.es.active[pe.rt.tier.name]++
+    g.inFlight++
+    const key = pe.es.policy.attemptTimeoutMillis + this.extraMillis
+    if (t + key < this.deadline) {
+      this.attemptBudget = "attempt"
+      if (this.linked()) g.deadlines.cancel(this)
+      g.deadlines.schedule(this, t + key, key)
+    } else {
+      // The deadline comes first: the entry that already waits for it (if any) stays as it is.
+      this.attemptBudget = "deadline"
+      if (!this.linked()) g.deadlines.schedule(this, this.deadline, this.span)
+    }
+    this.startedAt = g.stopwatch()
+    this.runner(pe, this)
+  }
+
+  /** The attempt finished (success or the engine's error). */
+  complete(exit: Exit.Exit<A, E>) {
+    if (this.state !== RUNNING) return
+    const g = this.g
+    g.deadlines.cancel(this)
+    const pe = this.pe
+    const elapsed = g.stopwatch() - this.startedAt
+    const t = g.now()
+    this.release()
+    pe.ewmaMillis += (elapsed - pe.ewmaMillis) * 0.1
+    pe.ts.ewmaMillis += (elapsed - pe.ts.ewmaMillis) * 0.05
+    pe.queryCount++
+    pe.lastUsed = t
+    const h = handlesOf(pe)
+    durationCell(g, h, this.op.name).observe(elapsed / 1000)
+    if (exit._tag === "Success") {
+      okCell(g, h).n++
+      pe.breaker.record(t, false, this.probe)
+      pe.ts.breaker.record(t, false, this.targetProbe)
+      return this.finish(exit)
+    }
+    const error = Cause.findErrorOption(exit.cause)
+    if (error._tag === "None") {
+      // A defect or an interruption of the attempt fiber: no outcome for the breakers.
+      this.releaseProbes()
+      pe.errorCount++
+      countError(g, pe, "defect")
+      return this.finish(exit)
+    }
+    const c = pe.es.adapter.classify(error.value)
+    pe.errorCount++
+    countError(g, pe, c.errorType)
+    pe.breaker.record(t, c.infrastructure, this.probe)
+    pe.ts.breaker.record(t, c.infrastructure, this.targetProbe)
+    // Non-idempotent writes are never retried: their outcome is unknown now. Idempotent ones are settled by
+    // the retry loop (a later success settles them; giving up reports them unknown).
+    if (c.infrastructure && c.sent && !this.op.idempotent && isWrite(this.op)) {
+      return this.finish(Effect.fail(this.unknownOutcome(error.value)))
+    }
+    this.finish(exit)
+  }
+
+  /** The attempt ran out of time: abandon it, free what it held, report. */
+  timeout(budget: "attempt" | "deadline") {
+    if (this.state !== RUNNING) return
+    const pe = this.pe
+    const g = this.g
+    const t = g.now()
+    this.release()
+    this.abandon()
+    pe.queryCount++
+    pe.errorCount++
+    countError(g, pe, "timeout")
+    pe.breaker.record(t, true, this.probe)
+    // A timeout may be one project's slow query rather than a sick server (MongoDB's SDAM makes the same call):
+    // it counts against the project's breaker only. A hung server still opens the target's breaker through
+    // the health checks, whose pings time out for everyone.
+    if (this.targetProbe) pe.ts.breaker.releaseProbe()
+    this.targetProbe = false
+    const after =
+      budget === "attempt" ? pe.es.policy.attemptTimeoutMillis + this.extraMillis : pe.rt.tier.limits.timeoutMillis
+    const timeout = new Timeout({
+      projectId: pe.rt.id,
+      engine: pe.es.engine,
+      operation: this.op.name,
+      budget,
+      afterMillis: after
+    })
+    this.finish(Effect.fail(this.op.idempotent || !isWrite(this.op) ? timeout : this.unknownOutcome(timeout)))
+  }
+
+  /** The deadline passed while the call waited for a slot. */
+  expireWaiting() {
+    const pe = this.pe
+    if (this.state === WAIT_PROJECT) pe.bulkhead.queue.cancel(this)
+    else if (this.state === WAIT_TARGET) {
+      pe.ts.budget.cancel(this)
+      pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+    } else return
+    this.releaseProbes()
+    countError(this.g, pe, "timeout")
+    this.finish(
+      Effect.fail(
+        new Timeout({
+          projectId: pe.rt.id,
+          engine: pe.es.engine,
+          operation: this.op.name,
+          budget: "deadline",
+          afterMillis: pe.rt.tier.limits.timeoutMillis
+        })
+      )
+    )
+  }
+
+  /** Shutdown stopped waiting: abandon the attempt or the wait, free what it holds, tell the caller. */
+  abort() {
+    const pe = this.pe
+    switch (this.state) {
+      case WAIT_PROJECT:
+        pe.bulkhead.queue.cancel(this)
+        return this.refuse()
+      case WAIT_TARGET:
+        pe.ts.budget.cancel(this)
+        pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+        return this.refuse()
+      case RUNNING: {
+        this.release()
+        this.abandon()
+        this.releaseProbes()
+        const refused = new ShuttingDown({ engine: pe.es.engine })
+        return this.finish(Effect.fail(isWrite(this.op) ? this.unknownOutcome(refused) : refused))
+      }
+    }
+  }
+
+  /** The caller's fiber was interrupted. */
+  interrupt() {
+    if (this.state === DONE) return
+    const pe = this.pe
+    this.g.deadlines.cancel(this)
+    switch (this.state) {
+      case WAIT_PROJECT:
+        pe.bulkhead.queue.cancel(this)
+        break
+      case WAIT_TARGET:
+        pe.ts.budget.cancel(this)
+        pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+        break
+      case RUNNING:
+        this.release()
+        this.abandon()
+        break
+    }
+    this.releaseProbes()
+    this.state = DONE
+  }
+
+  private linked(): boolean {
+    return this.lane !== undefined || this.node !== undefined
+  }
+
+  private refuse() {
+    this.g.deadlines.cancel(this)
+    this.releaseProbes()
+    this.finish(Effect.fail(new ShuttingDown({ engine: this.pe.es.engine })))
+  }
+
+  /** Frees the running attempt's slots and counters. */
+  private release() {
+    const pe = this.pe
+    const g = this.g
+    this.state = DONE
+    pe.running--
+    pe.es.active[pe.rt.tier.name]--
+    if (--g.inFlight === 0 && g.drained !== undefined) Deferred.doneUnsafe(g.drained, Exit.void)
+    pe.ts.budget.release()
+    pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
+  }
+
+  /** Stops the abandoned work on the server (cancel request, interruption of an effectful attempt). */
+  private abandon() {
+    if (this.cancelOnAbandon !== undefined) this.cancelOnAbandon()
+    if (this.op.cancel !== undefined) this.op.cancel(this.pe.binding)
+  }
+
+  private releaseProbes() {
+    if (this.probe) this.pe.breaker.releaseProbe()
+    if (this.targetProbe) this.pe.ts.breaker.releaseProbe()
+    this.probe = this.targetProbe = false
+  }
+
+  private unknownOutcome(cause: unknown): UnknownOutcome {
+    const pe = this.pe
+    return new UnknownOutcome({ projectId: pe.rt.id, engine: pe.es.engine, operation: this.op.name, cause })
+  }
+
+  private rejectOpen(scope: "project" | "target", br: Breaker, t: number) {
+    const pe = this.pe
+    countError(this.g, pe, "circuit_open")
+    const retryAfter = br.retryAfter(t)
+    this.finish(
+      Effect.fail(
+        new CircuitOpen({
+          projectId: pe.rt.id,
+          engine: pe.es.engine,
+          scope,
+          untilMillis: t + retryAfter,
+          retryAfterMillis: retryAfter
+        })
+      )
+    )
+  }
+
+  private overloaded(scope: "project" | "target", reason: "queue-full" | "deadline", retryAfter: number) {
+    const pe = this.pe
+    this.g.deadlines.cancel(this)
+    this.releaseProbes()
+    countError(this.g, pe, "overloaded")
+    this.g.events.emit({ _tag: "Overloaded", at: this.g.now(), engine: pe.es.engine, projectId: pe.rt.id, scope })
+    this.finish(
+      Effect.fail(
+        new Overloaded({
+          projectId: pe.rt.id,
+          engine: pe.es.engine,
+          scope,
+          reason,
+          retryAfterMillis: Math.max(1, Math.ceil(retryAfter))
+        })
+      )
+    )
+  }
+
+  private finish(effect: Effect.Effect<A, E | GuardError>) {
+    this.state = DONE
+    // The first attempt of an idempotent operation hands its failure to the retry loop; the success path
+    // pays nothing for retries (no `Effect.catch` around every call).
+    if (this.retries && Exit.isExit(effect) && effect._tag === "Failure") {
+      const error = Cause.findErrorOption(effect.cause)
+      if (error._tag === "Some") return this.resume(retryFrom<A, E>(this, error.value as E | GuardError))
+    }
+    this.resume(effect)
+  }
+}
+
+/**
+ * One attempt as an Effect. `t` is the caller's clock reading (the first attempt reuses it; a retry passes -1 and
+ * reads the clock). Interrupting the fiber releases whatever the attempt holds.
+ *
+ * @internal
+ */
+export const attempt = <A, B, E>(
+  g: TenancyState,
+  pe: ProjectEngine<B, E>,
+  op: Operation<B>,
+  t: number,
+  deadline: number,
+  span: number,
+  extraMillis: number,
+  runner: Runner<A, B, E>,
+  retries: boolean
+): Effect.Effect<A, E | GuardError> => {
+  let first = t
+  return Effect.callback<A, E | GuardError>((resume) => {
+    const call = new Call<A, E>(g, pe, op, deadline, span, extraMillis, retries, runner, resume)
+    call.begin(first >= 0 ? first : g.now())
+    first = -1
+    if (call.state === DONE) return
+    return Effect.sync(() => call.interrupt())
+  })
+}
+
+// ---- retries ---------------------------------------------------------------------------------------------------
+
+// An attempt that timed out, or failed on the way after its request was sent, may have been applied.
+const mayHaveApplied = (es: EngineState<any, any>, error: unknown): boolean => {
+  if (error instanceof Timeout) return error.budget === "attempt"
+  if (error instanceof UnknownOutcome) return true
+  if (isGuardError(error)) return false
+  const c = es.adapter.classify(error)
+  return c.infrastructure && c.sent
+}
+
+const isRetryable = (es: EngineState<any, any>, op: Operation<any>, error: unknown): boolean => {
+  if (!op.idempotent) return false
+  if (error instanceof Timeout) return error.budget === "attempt"
+  if (isGuardError(error)) return false
+  return es.adapter.classify(error).infrastructure
+}
+
+/**
+ * The retry loop, entered from the first attempt's failure only (see `Call.finish`); later attempts are plain.
+ * Retries by the service's schedule while the next attempt can start before the deadline.
+ */
+const retryFrom = <A, E>(call: Call<A, E>, first: E | GuardError): Effect.Effect<A, E | GuardError> => {
+  const { deadline, g, op, pe } = call
+  const es = pe.es
+  // Whether some attempt may have applied the write: then giving up is an unknown outcome, not a failure.
+  let applied = isWrite(op) && mayHaveApplied(es, first)
+  const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
+    Effect.fail(
+      applied ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error }) : error
+    )
+  if (!isRetryable(es, op, first)) return giveUp(first)
+  const once = attempt<A, any, E>(g, pe, op, -1, deadline, call.span, call.extraMillis, call.runner, false)
+  return Effect.gen(function* () {
+    const step = yield* Schedule.toStep(g.settings.retry)
+    let error: E | GuardError = first
+    for (;;) {
+      const next = yield* Effect.exit(step(g.now(), error))
+      if (next._tag === "Failure") return yield* giveUp(error)
+      const delay = Duration.toMillis(next.value[1])
+      if (g.now() + delay >= deadline) return yield* giveUp(error)
+      yield* Effect.sleep(Duration.millis(delay))
+      const result = yield* Effect.result(once)
+      if (result._tag === "Success") return result.success
+      error = result.failure
+      applied = applied || (isWrite(op) && mayHaveApplied(es, error))
+      if (!isRetryable(es, op, error)) return yield* giveUp(error)
+    }
+  })
+}

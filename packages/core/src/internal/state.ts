@@ -1,0 +1,223 @@
+/**
+ * The tenancy service's state, as plain records (the way `effect/Pool` keeps its state): one `TenancyState` per
+ * service, an `EngineState` per registered engine, a `TargetState` per live target, a `ProjectRuntime` per live
+ * project and a `ProjectEngine` per live (project, engine). The modules beside this one are functions over these
+ * records: `call.ts` (one guarded call), `runtimes.ts` (project lifecycle), `transitions.ts` (breaker events and
+ * probes), `metricHandles.ts`, `health.ts` and `guard.ts` (the engine handle). See docs/architecture.md.
+ *
+ * @internal
+ */
+import type * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import type * as Deferred from "effect/Deferred"
+import type * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import type * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type { BreakerPolicy } from "../BreakerPolicy.ts"
+import type { ProjectHandle } from "../CurrentProject.ts"
+import type { EngineAdapter } from "../Engine.ts"
+import type { ProjectNotFound } from "../Errors.ts"
+import type { ProjectId } from "../ProjectId.ts"
+import type { ProjectConfig, ProjectRegistry } from "../Registry.ts"
+import type { Target } from "../Target.ts"
+import type { Tiers, TierState } from "../Tier.ts"
+import { type Engine, type TierName, tierRank } from "../Vocabulary.ts"
+import { Bulkhead, type FairBudget } from "./admission.ts"
+import type { Breaker } from "./breaker.ts"
+import type { Deadlines } from "./deadlines.ts"
+import type { Emitter } from "./events.ts"
+import type { CounterCell, HistogramCell } from "./series.ts"
+
+/** Options resolved once, when the service is built. @internal */
+export interface Settings {
+  readonly projectLabel: boolean
+  readonly maxProjectSeries: number
+  readonly spans: "auto" | "always" | "never"
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly healthIntervalMillis: number
+  readonly healthTimeoutMillis: number
+  readonly sweepIntervalMillis: number
+  readonly shutdownTimeoutMillis: number
+}
+
+/** Why a project's resources are freed. @internal */
+export type CloseReason = "idle" | "closeIdleConnections" | "shutdown" | "config-changed"
+
+/** The whole service. @internal */
+export interface TenancyState {
+  readonly settings: Settings
+  readonly tiers: Tiers["Service"]
+  readonly registry: ProjectRegistry["Service"]
+  readonly clock: Clock.Clock
+  /** The layer's context: metric registrations and forked fibers use it. */
+  readonly context: Context.Context<never>
+  /** Forks background work into the layer's `FiberSet`: closing the layer interrupts it. */
+  readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  /** Clock time in milliseconds (deadlines, breaker windows, idle times). */
+  readonly now: () => number
+  /** Durations: `performance.now()` under the live clock, the clock itself under a `TestClock`. */
+  readonly stopwatch: () => number
+  readonly deadlines: Deadlines
+  readonly events: Emitter
+  readonly engines: Array<EngineState<any, any> | undefined>
+  readonly projects: Map<string, ProjectRuntime>
+  /** Lookups in flight, shared by concurrent first calls of a project. */
+  readonly pendingProjects: Map<string, Effect.Effect<ProjectRuntime, ProjectNotFound>>
+  /** Runtimes of projects removed from the registry while busy: freed once their work drains. */
+  readonly draining: Set<ProjectRuntime>
+  /** The parent scope of every runtime (closed after shutdown has drained in-flight work). */
+  readonly runtimes: Scope.Closeable
+  inFlight: number
+  shuttingDown: boolean
+  /** Completed when `inFlight` drops to zero during shutdown. */
+  drained: Deferred.Deferred<void> | undefined
+  labeledProjects: number
+}
+
+/** A registered engine. @internal */
+export interface EngineState<B, E> {
+  readonly engine: Engine
+  readonly adapter: EngineAdapter<B, E>
+  readonly policy: BreakerPolicy
+  readonly targets: Map<string, TargetState>
+  /** Per tier: operations running, breakers open, breakers half-open (read by the aggregate gauges). */
+  readonly active: Record<TierName, number>
+  readonly open: Record<TierName, number>
+  readonly halfOpen: Record<TierName, number>
+  /** Metric series shared by unlabeled projects, and by projects beyond the labeled-series budget. */
+  readonly shared: Partial<Record<TierName, MetricHandles>>
+  readonly overflow: Partial<Record<TierName, MetricHandles>>
+}
+
+/** The metric series one (project, engine) writes to, made on first use. @internal */
+export interface MetricHandles {
+  readonly attrs: Readonly<Record<string, string>>
+  ok: CounterCell | undefined
+  error: CounterCell | undefined
+  openTotal: CounterCell | undefined
+  acquire: HistogramCell | undefined
+  readonly duration: Map<string, HistogramCell>
+  readonly errors: Map<string, CounterCell>
+}
+
+/** A live target of an engine: its shared budget, its breaker, the (project, engine) pairs using it. @internal */
+export class TargetState {
+  readonly key: string
+  readonly label: string
+  readonly engine: Engine
+  readonly budget: FairBudget
+  breaker!: Breaker
+  readonly users = new Set<ProjectEngine<any, any>>()
+  healthy: boolean | undefined = undefined
+  ewmaMillis = 1
+  constructor(key: string, label: string, engine: Engine, budget: FairBudget) {
+    this.key = key
+    this.label = label
+    this.engine = engine
+    this.budget = budget
+  }
+  /** The highest tier among the target's users (the tier its aggregate metrics are counted under). */
+  tier(): TierName {
+    let best: TierName = "FREE"
+    for (const u of this.users) if (tierRank[u.rt.tier.name] > tierRank[best]) best = u.rt.tier.name
+    return best
+  }
+  /** A live user, to ping the target through. */
+  any(): ProjectEngine<any, any> | undefined {
+    for (const u of this.users) if (!u.closed) return u
+    return undefined
+  }
+}
+
+/** A live project: what `CurrentProject` holds while the project runs. @internal */
+export class ProjectRuntime implements ProjectHandle {
+  readonly owner: TenancyState
+  readonly id: ProjectId
+  config: ProjectConfig
+  tier: TierState
+  readonly createdAt: number
+  lastUsed: number
+  /** Scopes (withProject, layerProject) holding the runtime. */
+  refs = 0
+  closed = false
+  readonly scope: Scope.Closeable
+  readonly engines: Array<ProjectEngine<any, any> | undefined> = [undefined, undefined, undefined]
+  readonly pending: Array<Effect.Effect<ProjectEngine<any, any>, any> | undefined> = [undefined, undefined, undefined]
+  /** Bindings replaced after a target change, closed once their work has drained. */
+  readonly retired: Array<ProjectEngine<any, any>> = []
+  /** The `project_id` label value, when the project label is on. */
+  labelSlot: string | undefined = undefined
+  constructor(
+    owner: TenancyState,
+    id: ProjectId,
+    config: ProjectConfig,
+    tier: TierState,
+    now: number,
+    scope: Scope.Closeable
+  ) {
+    this.owner = owner
+    this.id = id
+    this.config = config
+    this.tier = tier
+    this.createdAt = now
+    this.lastUsed = now
+    this.scope = scope
+  }
+  get tierName(): TierName {
+    return this.tier.name
+  }
+  busy(): boolean {
+    if (this.refs > 0) return true
+    for (const pe of this.engines) if (pe !== undefined && pe.busy()) return true
+    for (const pe of this.retired) if (pe.busy()) return true
+    return false
+  }
+}
+
+/** A live (project, engine): the engine's binding, the project's bulkhead and breaker, counters. @internal */
+export class ProjectEngine<B, E> {
+  readonly rt: ProjectRuntime
+  readonly es: EngineState<B, E>
+  readonly ts: TargetState
+  readonly target: Target
+  readonly binding: B
+  readonly scope: Scope.Closeable
+  readonly bulkhead = new Bulkhead()
+  breaker!: Breaker
+  readonly createdAt: number
+  lastUsed: number
+  /** The project's last fair-queueing tag at the target's budget. */
+  lastTag = 0
+  queryCount = 0
+  errorCount = 0
+  running = 0
+  ewmaMillis = 1
+  closed = false
+  handles: MetricHandles | undefined = undefined
+  gauges: Array<{ remove(): void }> | undefined = undefined
+  constructor(
+    rt: ProjectRuntime,
+    es: EngineState<B, E>,
+    ts: TargetState,
+    target: Target,
+    binding: B,
+    scope: Scope.Closeable,
+    now: number
+  ) {
+    this.rt = rt
+    this.es = es
+    this.ts = ts
+    this.target = target
+    this.binding = binding
+    this.scope = scope
+    this.createdAt = now
+    this.lastUsed = now
+  }
+  busy(): boolean {
+    return this.bulkhead.active > 0 || this.bulkhead.queue.length > 0 || this.running > 0
+  }
+}
+
+/** Per-tier counters, all zero. @internal */
+export const zeroPerTier = (): Record<TierName, number> => ({ FREE: 0, STARTER: 0, PRO: 0, ENTERPRISE: 0 })

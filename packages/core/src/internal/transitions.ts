@@ -1,0 +1,102 @@
+/**
+ * What happens around a breaker's state changes: the per-tier counts behind `circuit_breaker_state`, the
+ * `circuit_breaker_open_total` counters, the `CircuitOpen` / `CircuitHalfOpen` / `CircuitClosed` events, and the
+ * active probe (when the open time ends, ping the target instead of waiting for, and failing, a caller's call).
+ *
+ * Two breakers guard each call: the project's (fed by every infrastructure failure and timeout of that project
+ * on that engine) and the target's (fed by infrastructure failures only, so one project's slow or bad queries
+ * never open it for everyone). The state machine itself is `breaker.ts`.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { TierName } from "../Vocabulary.ts"
+import { Breaker, HALF_OPEN, OPEN, PROBE, type StateCode } from "./breaker.ts"
+import { countTargetOpen, handlesOf, openTotalCell } from "./metricHandles.ts"
+import type { EngineState, ProjectEngine, TargetState, TenancyState } from "./state.ts"
+
+/** A target's breaker, reporting its transitions. @internal */
+export const targetBreaker = (g: TenancyState, es: EngineState<any, any>, ts: TargetState): Breaker =>
+  new Breaker(es.policy, (from, to, br) => {
+    const tier = ts.tier()
+    countTransition(es, tier, from, to)
+    emitTransition(g, es, "target", undefined, ts.label, to, br)
+    if (to !== OPEN) return
+    countTargetOpen(g, es.engine, tier)
+    scheduleProbe(g, br, () => ts.any())
+  })
+
+/** A (project, engine)'s breaker, reporting its transitions. @internal */
+export const projectBreaker = (g: TenancyState, pe: ProjectEngine<any, any>): Breaker =>
+  new Breaker(pe.es.policy, (from, to, br) => {
+    countTransition(pe.es, pe.rt.tier.name, from, to)
+    emitTransition(g, pe.es, "project", pe.rt.id, pe.ts.label, to, br)
+    if (to !== OPEN) return
+    openTotalCell(g, handlesOf(pe)).n++
+    scheduleProbe(g, br, () => (pe.closed ? undefined : pe))
+  })
+
+/** Keeps the per-tier open / half-open counts in step with one breaker's transition. @internal */
+export const countTransition = (es: EngineState<any, any>, tier: TierName, from: StateCode, to: StateCode): void => {
+  if (from === OPEN) es.open[tier]--
+  if (from === HALF_OPEN) es.halfOpen[tier]--
+  if (to === OPEN) es.open[tier]++
+  if (to === HALF_OPEN) es.halfOpen[tier]++
+}
+
+/** Removes a breaker that goes away (its project evicted) from the per-tier counts. @internal */
+export const forgetBreaker = (es: EngineState<any, any>, tier: TierName, br: Breaker): void => {
+  if (br.state === OPEN) es.open[tier]--
+  else if (br.state === HALF_OPEN) es.halfOpen[tier]--
+}
+
+/** Moves a breaker's state from one tier's counts to another's (the project changed tier). @internal */
+export const moveBreaker = (es: EngineState<any, any>, br: Breaker, from: TierName, to: TierName): void => {
+  forgetBreaker(es, from, br)
+  if (br.state === OPEN) es.open[to]++
+  else if (br.state === HALF_OPEN) es.halfOpen[to]++
+}
+
+const emitTransition = (
+  g: TenancyState,
+  es: EngineState<any, any>,
+  scope: "project" | "target",
+  projectId: string | undefined,
+  target: string,
+  to: StateCode,
+  br: Breaker
+) =>
+  g.events.emit({
+    _tag: to === OPEN ? "CircuitOpen" : to === HALF_OPEN ? "CircuitHalfOpen" : "CircuitClosed",
+    at: g.now(),
+    engine: es.engine,
+    scope,
+    projectId,
+    target,
+    openForMillis: to === OPEN ? br.lastOpenFor : undefined
+  })
+
+// Active probing: when the open time ends, one ping (bounded by the attempt timeout) decides, as a probe call would.
+const scheduleProbe = (g: TenancyState, br: Breaker, pick: () => ProjectEngine<any, any> | undefined) => {
+  if (!br.policy.activeProbe) return
+  g.deadlines.add(br.openUntil, () => {
+    if (br.state !== OPEN || g.shuttingDown) return
+    const pe = pick()
+    if (pe === undefined || br.admit(g.now()) !== PROBE) return
+    g.fork(
+      pe.es.adapter.ping(pe.binding).pipe(
+        Effect.timeout(Duration.millis(pe.es.policy.attemptTimeoutMillis)),
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() => {
+            if (exit._tag === "Success") br.record(g.now(), false, true)
+            else if (Cause.hasInterruptsOnly(exit.cause)) br.releaseProbe()
+            else br.record(g.now(), true, true)
+          })
+        )
+      )
+    )
+  })
+}
