@@ -18,13 +18,10 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -41,13 +38,10 @@ import { Tiers } from "./Tier.ts"
 import * as TierModule from "./Tier.ts"
 import { type Engine, engineIndex, type TierName } from "./Vocabulary.ts"
 import { stateName } from "./internal/breaker.ts"
-import { Deadlines } from "./internal/deadlines.ts"
-import { Emitter } from "./internal/events.ts"
-import { makeHandle } from "./internal/guard.ts"
+import { registerEngine } from "./internal/guard.ts"
 import * as Health from "./internal/health.ts"
-import { registerEngineGauges } from "./internal/metricHandles.ts"
 import * as Runtimes from "./internal/runtimes.ts"
-import { type EngineState, type Settings, type TenancyState, zeroPerTier } from "./internal/state.ts"
+import { makeState, type Settings, type TenancyState } from "./internal/state.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Models
@@ -216,45 +210,14 @@ export const make = (
 ): Effect.Effect<Tenancy["Service"], InvalidConfig, Tiers | ProjectRegistry | Scope.Scope> =>
   Effect.gen(function* () {
     const settings = yield* settingsOf(options)
-    const clock = yield* Clock.Clock
-    const layerScope = yield* Effect.scope
-    const context = yield* Effect.context<never>()
-    // Order matters: scopes close children and finalizers in reverse order. Runtimes first and the fiber set
-    // next, so that the shutdown finalizer (added last, run first) drains in-flight work while the deadline
-    // watcher still runs, before any fiber is interrupted or binding closed.
-    const runtimes = Scope.forkUnsafe(layerScope)
-    const fork = yield* FiberSet.makeRuntime<never, void, never>()
-    const now = () => clock.currentTimeMillisUnsafe()
-    const g: TenancyState = {
-      settings,
-      tiers: yield* Tiers,
-      registry: yield* ProjectRegistry,
-      clock,
-      context,
-      fork: (effect) => fork(effect),
-      now,
-      // Durations: `performance.now()` (sub-millisecond) under the live Clock, the Clock itself under any other
-      // (a TestClock), so that latencies, breaker times and idle times follow the same clock as deadlines.
-      stopwatch: clock === Context.get(Context.empty(), Clock.Clock) ? () => performance.now() : now,
-      deadlines: new Deadlines(clock, (effect) => fork(effect)),
-      events: new Emitter(yield* PubSub.sliding<TenancyEvent>(1024), options?.recentEvents ?? 100),
-      engines: [undefined, undefined, undefined],
-      projects: new Map(),
-      pendingProjects: new Map(),
-      draining: new Set(),
-      runtimes,
-      inFlight: 0,
-      shuttingDown: false,
-      drained: undefined,
-      labeledProjects: 0
-    }
+    const g = yield* makeState(settings, options?.recentEvents ?? 100)
     yield* Runtimes.followRegistry(g)
     yield* Runtimes.followTiers(g)
-    if (settings.healthIntervalMillis > 0) fork(Health.healthLoop(g))
-    fork(Runtimes.sweeper(g))
+    if (settings.healthIntervalMillis > 0) g.fork(Health.healthLoop(g))
+    g.fork(Runtimes.sweeper(g))
     yield* Effect.addFinalizer(() => Runtimes.shutdown(g))
     return Tenancy.of({
-      register: (adapter) => register(g, options, adapter),
+      register: (adapter) => registerEngine(g, adapter, options?.breakers?.[adapter.engine]),
       withProject: (id) => Runtimes.withProject(g, id),
       acquireProject: (id) => Runtimes.acquireProject(g, id),
       connections: Effect.sync(() => connections(g)),
@@ -282,32 +245,6 @@ export const make = (
           return pe === undefined ? "closed" : stateName(pe.breaker.state)
         })
     })
-  })
-
-const register = <B, E>(
-  g: TenancyState,
-  options: Options | undefined,
-  adapter: EngineAdapter<B, E>
-): Effect.Effect<EngineHandle<B, E>, InvalidConfig> =>
-  Effect.gen(function* () {
-    const policy = yield* BreakerPolicy.make(adapter.engine, {
-      ...adapter.policy,
-      ...options?.breakers?.[adapter.engine]
-    })
-    const es: EngineState<B, E> = {
-      engine: adapter.engine,
-      adapter,
-      policy,
-      targets: new Map(),
-      active: zeroPerTier(),
-      open: zeroPerTier(),
-      halfOpen: zeroPerTier(),
-      shared: {},
-      overflow: {}
-    }
-    g.engines[engineIndex[adapter.engine]] = es
-    registerEngineGauges(g, es)
-    return makeHandle(g, es)
   })
 
 const connections = (g: TenancyState): Array<ConnectionMetadata> => {

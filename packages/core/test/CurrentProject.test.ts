@@ -133,4 +133,19 @@ describe("CurrentProject", () => {
       assert.strictEqual(missing._tag, "ProjectNotFound")
     }).pipe(H.provide())
   )
+
+  it.effect("a handle not made by this service is looked up by its id; a forged id is no project at all", () =>
+    Effect.gen(function* () {
+      const { tenancy, get, server } = yield* setup
+      const acme = yield* CurrentProject.pipe(tenancy.withProject("acme"))
+      // A hand-made handle claiming another tier: the registry's answer counts, not the handle's.
+      const made = { id: acme!.id, tierName: "ENTERPRISE" as const, config: acme!.config }
+      assert.strictEqual(yield* get.pipe(Effect.provideService(CurrentProject, made)), "ok")
+      assert.strictEqual((yield* tenancy.connections).find((c) => c.projectId === "acme")?.tier, "STARTER")
+      const forged = { ...made, id: "../../etc" as typeof made.id }
+      const error = yield* Effect.flip(get.pipe(Effect.provideService(CurrentProject, forged)))
+      assert.strictEqual(error._tag, "NoCurrentProject")
+      assert.strictEqual(server.calls, 1)
+    }).pipe(H.provide())
+  )
 })

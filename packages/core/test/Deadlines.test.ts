@@ -136,4 +136,68 @@ describe("Deadlines", () => {
       assert.strictEqual(fired, 0)
     })
   )
+
+  // Entries of the guard: waiters' deadlines (10 s lane) and running attempts (1 s lane), interleaved.
+  const entry = (label: string, fired: Array<string>, deadlines: Deadlines) => ({
+    at: 0,
+    lane: undefined,
+    node: undefined,
+    prev: undefined,
+    next: undefined,
+    onDeadline: () => fired.push(`${label}@${deadlines.clock.currentTimeMillisUnsafe()}`)
+  })
+
+  it.effect("fires entries of different lanes each at its time, whatever order they were scheduled in", () =>
+    Effect.gen(function* () {
+      const deadlines = yield* make
+      const fired: Array<string> = []
+      deadlines.schedule(entry("wait-a", fired, deadlines), 10_000, 10_000)
+      deadlines.schedule(entry("attempt-a", fired, deadlines), 1_000, 1_000)
+      yield* TestClock.adjust(500)
+      deadlines.schedule(entry("wait-b", fired, deadlines), 10_500, 10_000)
+      deadlines.schedule(entry("attempt-b", fired, deadlines), 1_500, 1_000)
+      yield* TestClock.adjust(20_000)
+      assert.deepStrictEqual(fired, ["attempt-a@1000", "attempt-b@1500", "wait-a@10000", "wait-b@10500"])
+      assert.deepStrictEqual([deadlines.size, deadlines.armed], [0, false])
+    })
+  )
+
+  it.effect("an entry behind its lane's tail (a retry under its original deadline) still fires on time", () =>
+    Effect.gen(function* () {
+      const deadlines = yield* make
+      const fired: Array<string> = []
+      yield* TestClock.adjust(1_000)
+      deadlines.schedule(entry("newer", fired, deadlines), 11_000, 10_000)
+      deadlines.schedule(entry("retry", fired, deadlines), 10_200, 10_000)
+      const cancelled = entry("cancelled", fired, deadlines)
+      deadlines.schedule(cancelled, 10_100, 10_000)
+      deadlines.cancel(cancelled)
+      assert.strictEqual(deadlines.size, 2)
+      yield* TestClock.adjust(9_200)
+      assert.deepStrictEqual(fired, ["retry@10200"])
+      yield* TestClock.adjust(800)
+      assert.deepStrictEqual(fired, ["retry@10200", "newer@11000"])
+    })
+  )
+
+  it.effect("inserting in front of 10,000 waiting entries costs what inserting in front of none does", () =>
+    Effect.gen(function* () {
+      const deadlines = yield* make
+      const fired: Array<string> = []
+      for (let i = 0; i < 10_000; i++) deadlines.schedule(entry(`w${i}`, fired, deadlines), 60_000 + i, 60_000)
+      // Attempts scheduled before every waiter: each is an append to its own lane (no walk past the waiters).
+      const attempts = Array.from({ length: 1000 }, (_, i) => entry(`a${i}`, fired, deadlines))
+      const t0 = performance.now()
+      for (const a of attempts) {
+        deadlines.schedule(a, 1_000, 1_000)
+        deadlines.cancel(a)
+      }
+      const perPair = (performance.now() - t0) / attempts.length
+      assert.isBelow(perPair, 0.01, `schedule+cancel took ${perPair.toFixed(4)} ms`)
+      assert.strictEqual(deadlines.size, 10_000)
+      yield* TestClock.adjust(70_000)
+      assert.strictEqual(fired.length, 10_000)
+      assert.strictEqual(fired[0], "w0@60000")
+    })
+  )
 })

@@ -14,15 +14,16 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Tracer from "effect/Tracer"
 import { CurrentProject, type ProjectHandle } from "../CurrentProject.ts"
-import type { AttemptSignal, EngineHandle, Operation } from "../Engine.ts"
-import { type GuardError, NoCurrentProject, type ProtectionError } from "../Errors.ts"
+import * as BreakerPolicy from "../BreakerPolicy.ts"
+import type { AttemptSignal, EngineAdapter, EngineHandle, Operation } from "../Engine.ts"
+import { type GuardError, type InvalidConfig, NoCurrentProject, type ProtectionError } from "../Errors.ts"
 import { type ProtectionDetail, Protections } from "../Protections.ts"
 import * as ProjectId from "../ProjectId.ts"
 import { engineIndex } from "../Vocabulary.ts"
 import { attempt, type Runner } from "./call.ts"
-import { acquireCell, handlesOf } from "./metricHandles.ts"
+import { acquireCell, handlesOf, registerEngineGauges } from "./metricHandles.ts"
 import { acquireRuntime, ensureEngine } from "./runtimes.ts"
-import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState } from "./state.ts"
+import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState, zeroPerTier } from "./state.ts"
 
 type Resolved<B, E> = ProjectEngine<B, E> | Effect.Effect<ProjectEngine<B, E>, E | GuardError>
 
@@ -159,3 +160,31 @@ export const makeHandle = <B, E>(g: TenancyState, es: EngineState<B, E>): Engine
     if (pe !== undefined) acquireCell(g, handlesOf(pe)).observe(seconds)
   }
 })
+
+/**
+ * Registers an engine (its breaker policy: the spec's defaults, the adapter's overrides, then the user's) and
+ * returns its guard.
+ *
+ * @internal
+ */
+export const registerEngine = <B, E>(
+  g: TenancyState,
+  adapter: EngineAdapter<B, E>,
+  overrides?: BreakerPolicy.BreakerPolicyOverride | undefined
+): Effect.Effect<EngineHandle<B, E>, InvalidConfig> =>
+  Effect.map(BreakerPolicy.make(adapter.engine, { ...adapter.policy, ...overrides }), (policy) => {
+    const es: EngineState<B, E> = {
+      engine: adapter.engine,
+      adapter,
+      policy,
+      targets: new Map(),
+      active: zeroPerTier(),
+      open: zeroPerTier(),
+      halfOpen: zeroPerTier(),
+      shared: {},
+      overflow: {}
+    }
+    g.engines[engineIndex[adapter.engine]] = es
+    registerEngineGauges(g, es)
+    return makeHandle(g, es)
+  })

@@ -7,26 +7,29 @@
  *
  * @internal
  */
-import type * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import type * as Deferred from "effect/Deferred"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as PubSub from "effect/PubSub"
 import type * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type { BreakerPolicy } from "../BreakerPolicy.ts"
 import type { ProjectHandle } from "../CurrentProject.ts"
 import type { EngineAdapter } from "../Engine.ts"
 import type { ProjectNotFound } from "../Errors.ts"
 import type { ProjectId } from "../ProjectId.ts"
-import type { ProjectConfig, ProjectRegistry } from "../Registry.ts"
+import type { TenancyEvent } from "../Events.ts"
+import { type ProjectConfig, ProjectRegistry } from "../Registry.ts"
 import type { Target } from "../Target.ts"
-import type { Tiers, TierState } from "../Tier.ts"
+import { Tiers, type TierState } from "../Tier.ts"
 import { type Engine, type TierName, tierRank } from "../Vocabulary.ts"
 import { Bulkhead, type FairBudget } from "./admission.ts"
 import type { Breaker } from "./breaker.ts"
-import type { Deadlines } from "./deadlines.ts"
-import type { Emitter } from "./events.ts"
+import { Deadlines } from "./deadlines.ts"
+import { Emitter } from "./events.ts"
 import type { CounterCell, HistogramCell } from "./series.ts"
 
 /** Options resolved once, when the service is built. @internal */
@@ -221,3 +224,44 @@ export class ProjectEngine<B, E> {
 
 /** Per-tier counters, all zero. @internal */
 export const zeroPerTier = (): Record<TierName, number> => ({ FREE: 0, STARTER: 0, PRO: 0, ENTERPRISE: 0 })
+
+/**
+ * A fresh state in the current scope. Order matters: scopes close children and finalizers in reverse order, so
+ * the runtimes' scope is made first and the fiber set next; a shutdown finalizer added after this (run first) then
+ * drains in-flight work while the deadline watcher still runs, before any fiber is interrupted or binding closed.
+ *
+ * @internal
+ */
+export const makeState = (
+  settings: Settings,
+  recentEvents: number
+): Effect.Effect<TenancyState, never, Tiers | ProjectRegistry | Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const runtimes = Scope.forkUnsafe(yield* Effect.scope)
+    const fork = yield* FiberSet.makeRuntime<never, void, never>()
+    const now = () => clock.currentTimeMillisUnsafe()
+    return {
+      settings,
+      tiers: yield* Tiers,
+      registry: yield* ProjectRegistry,
+      clock,
+      context: yield* Effect.context<never>(),
+      fork: (effect) => fork(effect),
+      now,
+      // `performance.now()` (sub-millisecond) under the live Clock, the Clock itself under any other (a
+      // TestClock), so that latencies, breaker times and idle times follow the same clock as deadlines.
+      stopwatch: clock === Context.get(Context.empty(), Clock.Clock) ? () => performance.now() : now,
+      deadlines: new Deadlines(clock, (effect) => fork(effect)),
+      events: new Emitter(yield* PubSub.sliding<TenancyEvent>(1024), recentEvents),
+      engines: [undefined, undefined, undefined],
+      projects: new Map(),
+      pendingProjects: new Map(),
+      draining: new Set(),
+      runtimes,
+      inFlight: 0,
+      shuttingDown: false,
+      drained: undefined,
+      labeledProjects: 0
+    }
+  })
