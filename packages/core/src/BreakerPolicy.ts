@@ -7,10 +7,13 @@
  * | MongoDB | 10 s | 60 % | 45 s | 10 |
  * | Redis | 1 s | 70 % | 15 s | 10 |
  *
- * Errors are counted over a rolling window (10 s in 10 buckets, like opossum); a breaker opens when at least
- * `volumeThreshold` calls in the window failed at `errorThreshold` or more. Only infrastructure errors count.
- * A flapping target stays open longer each time (`backoffFactor`, capped at `maxResetTimeout`), and the count
- * resets once the breaker has stayed closed as long as it was last open.
+ * Calls (not attempts: retries are not counted) are counted over a rolling window (10 s in 10 buckets, like
+ * opossum); a breaker opens when at least `volumeThreshold` calls in the window failed at `errorThreshold` or
+ * more. Only infrastructure errors count. A flapping target stays open longer each time (`backoffFactor`, capped at
+ * `maxResetTimeout`): when a probe fails, or when it trips again before it has proved healthy; the backoff starts
+ * over once the breaker has seen `volumeThreshold` successful calls or stayed closed as long as it was last open.
+ * While open, the target is pinged every `probeInterval` (2 s), so recovery is noticed within seconds whatever
+ * the open time. The core README's breaker table lists every rule with its test.
  *
  * @since 0.1.0
  */
@@ -45,8 +48,13 @@ export interface BreakerPolicy {
   readonly buckets: number
   /** Calls let through at once while half-open; all must succeed to close. */
   readonly halfOpenProbes: number
-  /** Probe with the engine's ping when the open time ends, instead of waiting for a caller's call. */
+  /**
+   * Probe with the engine's ping while open, every `probeIntervalMillis` and when the open time ends, instead of
+   * waiting for (and failing) a caller's call: the breaker closes as soon as the target answers again.
+   */
   readonly activeProbe: boolean
+  /** How often an open breaker pings its target (the backoff spaces callers' retries, never the recovery). */
+  readonly probeIntervalMillis: number
 }
 
 /**
@@ -66,6 +74,7 @@ export interface BreakerPolicyOverride {
   readonly buckets?: number | undefined
   readonly halfOpenProbes?: number | undefined
   readonly activeProbe?: boolean | undefined
+  readonly probeInterval?: Duration.Input | undefined
 }
 
 const base = {
@@ -74,7 +83,8 @@ const base = {
   windowMillis: 10_000,
   buckets: 10,
   halfOpenProbes: 1,
-  activeProbe: true
+  activeProbe: true,
+  probeIntervalMillis: 2_000
 }
 
 /**
@@ -141,7 +151,8 @@ export const make = (
         windowMillis: millis(`${engine}.window`, p.window, d.windowMillis),
         buckets: p.buckets ?? d.buckets,
         halfOpenProbes: p.halfOpenProbes ?? d.halfOpenProbes,
-        activeProbe: p.activeProbe ?? d.activeProbe
+        activeProbe: p.activeProbe ?? d.activeProbe,
+        probeIntervalMillis: millis(`${engine}.probeInterval`, p.probeInterval, d.probeIntervalMillis)
       }
       check(`${engine}.errorThreshold`, policy.errorThreshold > 0 && policy.errorThreshold <= 1, "must be in (0, 1]")
       check(`${engine}.backoffFactor`, policy.backoffFactor >= 1, "must be at least 1")

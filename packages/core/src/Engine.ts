@@ -21,8 +21,11 @@ export { Engine, engines } from "./Vocabulary.ts"
 /**
  * How an engine error counts.
  *
- * - `infrastructure`: the server or the path to it is unhealthy (counts toward breakers, may be retried);
- *   otherwise the caller's mistake (never counts).
+ * - `infrastructure`: the server or the path to it is unhealthy (counts toward the project's breaker, may be
+ *   retried); otherwise the caller's mistake (never counts).
+ * - `shared`: whether it may also count toward the target's breaker, which every project on the target shares
+ *   (default: `infrastructure`). An infrastructure error that one call provokes by what it sends (a protocol
+ *   violation from its input, a statement the server kills) says nothing about the server: `false`.
  * - `errorType`: a short, bounded label for `db_errors_total`.
  * - `sent`: the request may have reached the server (a failed write is then an unknown outcome).
  *
@@ -31,6 +34,7 @@ export { Engine, engines } from "./Vocabulary.ts"
  */
 export interface Classification {
   readonly infrastructure: boolean
+  readonly shared?: boolean | undefined
   readonly errorType: string
   readonly sent: boolean
 }
@@ -88,6 +92,12 @@ export interface Operation<B = never> {
    * reported as `UnknownOutcome` — for an idempotent write (SET, DEL), once its retries are exhausted.
    */
   readonly write?: boolean | undefined
+  /**
+   * Whether an attempt that ran to its attempt timeout is retried (default false: it has shown it is slow, and a
+   * retry would spend another attempt timeout of server time). Connection-level failures of idempotent operations
+   * are retried either way.
+   */
+  readonly retryOnTimeout?: boolean | undefined
   /** Called when an attempt is abandoned (timeout or interruption), to stop server-side work. */
   readonly cancel?: ((binding: B) => void) | undefined
 }
@@ -102,6 +112,14 @@ export interface Operation<B = never> {
  */
 export interface AttemptSignal {
   readonly active: boolean
+  /**
+   * The attempt now waits for a resource of the engine's own (a dedicated connection, a pool checkout): should it
+   * time out before `sending`, the caller hears a definite `Timeout` naming the resource (nothing was sent), and
+   * no breaker counts it.
+   */
+  readonly waitingFor: (resource: string) => void
+  /** The request is being handed to the driver: from now on it may reach the server. */
+  readonly sending: () => void
 }
 
 /**
@@ -137,12 +155,12 @@ export interface EngineHandle<B, E> {
   readonly runEffect: {
     <A, R>(
       op: Operation<B>,
-      f: (binding: B) => Effect.Effect<A, E, R>,
+      f: (binding: B, signal: AttemptSignal) => Effect.Effect<A, E, R>,
       extraMillis?: number
     ): Effect.Effect<A, E | GuardError, R>
     <A, R>(
       op: Operation<B>,
-      f: (binding: B) => Effect.Effect<A, E, R>,
+      f: (binding: B, signal: AttemptSignal) => Effect.Effect<A, E, R>,
       extraMillis: number | undefined,
       detail: ProtectionDetail
     ): Effect.Effect<A, E | GuardError | ProtectionError, R>

@@ -159,11 +159,14 @@ export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   engine: Engine,
   operation: Schema.String,
   budget: Schema.Literals(["attempt", "deadline"]),
-  afterMillis: Schema.Number
+  afterMillis: Schema.Number,
+  /** The library's own resource the call was still waiting for (nothing was sent), if it was waiting for one. */
+  waitingFor: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     const which = this.budget === "attempt" ? "attempt timeout" : "tier deadline"
-    return `${this.engine} ${this.operation} for project "${this.projectId}" exceeded its ${which} of ${Math.round(this.afterMillis)} ms`
+    const where = this.waitingFor === undefined ? "" : ` waiting for ${this.waitingFor} (nothing was sent)`
+    return `${this.engine} ${this.operation} for project "${this.projectId}" exceeded its ${which} of ${Math.round(this.afterMillis)} ms${where}`
   }
 }
 

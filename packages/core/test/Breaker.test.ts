@@ -250,38 +250,68 @@ describe("Breaker", () => {
   })
 
   describe("active probe", () => {
-    it.effect("the engine's ping closes the breaker at openUntil without any caller", () =>
-      Effect.gen(function* () {
-        const { server, tenancy, engine } = yield* setup() // activeProbe is on by default
-        server.down = true
-        yield* repeat(10, call(engine, server, "acme", "ok"))
-        assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "open")
-        server.down = false
-        const calls = server.calls
-        yield* TestClock.adjust("14 seconds")
-        assert.strictEqual(server.pings, 0)
-        yield* TestClock.adjust("1 second")
-        assert.isAtLeast(server.pings, 1)
-        assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "closed")
-        assert.strictEqual((yield* tenancy.connections)[0]!.targetBreaker, "closed")
-        assert.strictEqual(server.calls, calls, "no caller's call was used as a probe")
-      }).pipe(H.provide())
+    it.effect(
+      "pings every 2 s while open and closes within one interval of the server's return, no caller needed",
+      () =>
+        Effect.gen(function* () {
+          const { server, tenancy, engine } = yield* setup() // activeProbe is on by default
+          server.down = true
+          yield* repeat(10, call(engine, server, "acme", "ok"))
+          assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "open")
+          const calls = server.calls
+          yield* TestClock.adjust("1999 millis")
+          assert.strictEqual(server.pings, 0)
+          yield* TestClock.adjust("1 millis")
+          assert.strictEqual(
+            server.pings,
+            1,
+            "one ping for the target (the project's breaker leaves it to the target's)"
+          )
+          yield* TestClock.adjust("4 seconds")
+          assert.strictEqual(server.pings, 3)
+          assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "open")
+          server.down = false
+          yield* TestClock.adjust("2 seconds")
+          assert.strictEqual((yield* tenancy.connections)[0]!.targetBreaker, "closed", "8 s into a 15 s open time")
+          yield* TestClock.adjust("2 seconds")
+          assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "closed")
+          assert.strictEqual(server.calls, calls, "no caller's call was used as a probe")
+        }).pipe(H.provide())
     )
 
-    it.effect("a failed ping reopens it for longer and pings again", () =>
+    it.effect(
+      "after a long outage, recovery is noticed within seconds: backoff spaces callers, never the recovery",
+      () =>
+        Effect.gen(function* () {
+          const { server, tenancy, engine } = yield* setup({ maxResetTimeout: "2 minutes" })
+          server.down = true
+          yield* repeat(10, call(engine, server, "acme", "ok"))
+          // Down for 3 minutes: the half-open pings at the end of each open time fail, each open time longer.
+          yield* TestClock.adjust("3 minutes")
+          const opened = (yield* tenancy.recentEvents).flatMap((e) =>
+            e._tag === "CircuitOpen" && e.scope === "target" ? [e.openForMillis] : []
+          )
+          assert.deepStrictEqual(opened, [15_000, 30_000, 60_000, 120_000])
+          server.down = false
+          yield* TestClock.adjust("2 seconds")
+          assert.strictEqual((yield* tenancy.connections)[0]!.targetBreaker, "closed")
+          yield* TestClock.adjust("2 seconds")
+          assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "closed")
+          assert.strictEqual((yield* call(engine, server, "acme", "ok"))._tag, "Success")
+        }).pipe(H.provide())
+    )
+
+    it.effect("a ping that fails at the end of the open time re-opens it for longer", () =>
       Effect.gen(function* () {
-        const { server, tenancy, engine } = yield* setup()
+        const { server, tenancy, engine } = yield* setup({ probeInterval: "1 minute" })
         server.down = true
         yield* repeat(10, call(engine, server, "acme", "ok"))
         yield* TestClock.adjust("15 seconds")
-        assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "open")
-        const pings = server.pings
-        assert.isAtLeast(pings, 1)
-        server.down = false
-        yield* TestClock.adjust("29 seconds")
-        assert.strictEqual(server.pings, pings)
-        yield* TestClock.adjust("1 second")
-        assert.strictEqual(yield* tenancy.breakerState("acme", "redis"), "closed")
+        assert.strictEqual(server.pings, 1)
+        const reopened = (yield* tenancy.recentEvents).flatMap((e) =>
+          e._tag === "CircuitOpen" && e.scope === "target" ? [e.openForMillis] : []
+        )
+        assert.deepStrictEqual(reopened, [15_000, 30_000])
       }).pipe(H.provide())
     )
   })

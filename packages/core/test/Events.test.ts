@@ -44,7 +44,7 @@ describe("Events", () => {
 
         yield* run(0)
         for (let i = 0; i < 10; i++) yield* run(0, "down")
-        yield* TestClock.adjust("15 seconds") // the active probe pings and closes both breakers
+        yield* TestClock.adjust("15 seconds") // the active probes ping and close both breakers, the target's first
         const busy = yield* Effect.forkChild(run(100))
         yield* Effect.yieldNow
         yield* run(100) // maxConcurrent 1, no queue: refused
@@ -58,10 +58,10 @@ describe("Events", () => {
           "PoolCreated",
           "CircuitOpen:project",
           "CircuitOpen:target",
-          "CircuitHalfOpen:project",
-          "CircuitClosed:project",
           "CircuitHalfOpen:target",
           "CircuitClosed:target",
+          "CircuitHalfOpen:project",
+          "CircuitClosed:project",
           "Overloaded",
           "PoolClosed",
           "ProjectEvicted"

@@ -27,22 +27,34 @@ const failureOf = <A, E>(r: Result.Result<A, E>): E => {
 
 describe("Attempt timeout and retries", () => {
   describe("attempt timeout (Redis: 1 s)", () => {
-    it.effect("interrupts the attempt, frees it, and reports Timeout (attempt) for an idempotent operation", () =>
+    it.effect(
+      "interrupts the attempt, frees it, and reports Timeout (attempt), without a retry, for an idempotent operation",
+      () =>
+        Effect.gen(function* () {
+          const { server, tenancy, run } = yield* setup
+          const fiber = yield* Effect.forkChild(run(Fake.cancellable(server, true), 60_000))
+          yield* TestClock.adjust(999)
+          assert.strictEqual(server.running, 1)
+          yield* TestClock.adjust(1)
+          assert.strictEqual(server.running, 0, "the attempt was interrupted at 1 s")
+          assert.strictEqual(server.cancels, 1, "and the server-side work cancelled")
+          assert.strictEqual((yield* tenancy.stats).inFlight, 0)
+          const error = failureOf(yield* Fiber.join(fiber)) as Timeout
+          assert.strictEqual(error._tag, "Timeout")
+          assert.strictEqual(error.budget, "attempt")
+          assert.strictEqual(error.afterMillis, 1_000)
+          assert.strictEqual(error.operation, "get")
+          assert.strictEqual(server.calls, 1, "a statement that ran to its timeout has shown it is slow: not retried")
+        }).pipe(H.provide())
+    )
+
+    it.effect("retries a timed-out attempt when the operation asks for it (retryOnTimeout)", () =>
       Effect.gen(function* () {
-        const { server, tenancy, run } = yield* setup
-        const fiber = yield* Effect.forkChild(run(Fake.cancellable(server, true), 60_000))
-        yield* TestClock.adjust(999)
-        assert.strictEqual(server.running, 1)
-        yield* TestClock.adjust(1)
-        assert.strictEqual(server.running, 0, "the attempt was interrupted at 1 s")
-        assert.strictEqual(server.cancels, 1, "and the server-side work cancelled")
-        assert.strictEqual((yield* tenancy.stats).inFlight, 0)
-        yield* TestClock.adjust("5 seconds") // the retries time out too
+        const { server, run } = yield* setup
+        const fiber = yield* Effect.forkChild(run({ ...Fake.cancellable(server, true), retryOnTimeout: true }, 60_000))
+        yield* TestClock.adjust("5 seconds")
         const error = failureOf(yield* Fiber.join(fiber)) as Timeout
         assert.strictEqual(error._tag, "Timeout")
-        assert.strictEqual(error.budget, "attempt")
-        assert.strictEqual(error.afterMillis, 1_000)
-        assert.strictEqual(error.operation, "get")
         assert.strictEqual(server.calls, 3, "one attempt and two retries")
         assert.strictEqual(server.running, 0)
         assert.strictEqual(server.cancels, 3)

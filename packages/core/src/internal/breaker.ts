@@ -45,6 +45,8 @@ export class Breaker {
   probes = 0
   probeSuccesses = 0
   totalOpenings = 0
+  /** Successful calls since the breaker last closed (a healthy period ends the backoff). */
+  successesSinceClose = 0
   policy: BreakerPolicy
   private readonly ok: Float64Array
   private readonly bad: Float64Array
@@ -93,19 +95,33 @@ export class Breaker {
       return
     }
     if (this.state !== CLOSED) return
-    if (this.openings > 0 && now >= this.resetAt) this.openings = 0
+    // Closed long enough, or through enough successful calls, since the last opening: the backoff starts over.
+    if (this.openings > 0 && (now >= this.resetAt || this.successesSinceClose >= this.policy.volumeThreshold)) {
+      this.openings = 0
+    }
     const i = this.rotate(now)
     if (failure) {
       this.bad[i]!++
       this.maybeTrip(now)
     } else {
       this.ok[i]!++
+      this.successesSinceClose++
     }
   }
 
   /** A probe slot taken by `admit` ended without an outcome (interrupted, or refused later in admission). */
   releaseProbe(): void {
     if (this.state === HALF_OPEN && this.probes > 0) this.probes--
+  }
+
+  /**
+   * Ends the open time now because an active probe found the target answering: the breaker turns half-open with
+   * that probe's success recorded (with one probe slot, it closes).
+   */
+  recover(now: number): void {
+    if (this.state !== OPEN) return
+    this.openUntil = now
+    if (this.admit(now) === PROBE) this.record(now, false, true)
   }
 
   /** Forces the breaker open (used by health checks that find a target down). */
@@ -178,6 +194,7 @@ export class Breaker {
 
   private close(now: number) {
     this.resetAt = now + this.lastOpenFor
+    this.successesSinceClose = 0
     this.probes = 0
     this.probeSuccesses = 0
     this.ok.fill(0)

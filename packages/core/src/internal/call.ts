@@ -40,6 +40,12 @@ const WAIT_TARGET = 1
 const RUNNING = 2
 const DONE = 3
 
+// Progress of a running attempt, as the engine reports it through the attempt signal. UNTRACKED: the engine says
+// nothing, so the request may have been sent from the start.
+const UNTRACKED = 0
+const WAITING = 1
+const SENDING = 2
+
 /** One attempt of a guarded call. @internal */
 export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   state = WAIT_PROJECT
@@ -60,6 +66,10 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   startedAt = 0
   /** Stops an effectful attempt (`runEffect`) when it is abandoned. */
   cancelOnAbandon: (() => void) | undefined = undefined
+  progress = UNTRACKED
+  resource: string | undefined = undefined
+  /** Whether some attempt of the operation may have been applied (kept on the first attempt's call). */
+  applied = false
   readonly g: TenancyState
   readonly pe: ProjectEngine<any, E>
   readonly op: Operation<any>
@@ -69,6 +79,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   readonly extraMillis: number
   /** Whether a failure goes to the retry loop (first attempts of idempotent operations). */
   readonly retries: boolean
+  /** The first attempt's call, for a retry; undefined for the first attempt, whose outcome the breakers count. */
+  readonly first: Call<A, E> | undefined
   readonly runner: Runner<A, any, E>
   readonly resume: (effect: Effect.Effect<A, E | GuardError>) => void
 
@@ -80,9 +92,11 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     span: number,
     extraMillis: number,
     retries: boolean,
+    first: Call<A, E> | undefined,
     runner: Runner<A, any, E>,
     resume: (effect: Effect.Effect<A, E | GuardError>) => void
   ) {
+    this.first = first
     this.g = g
     this.pe = pe
     this.op = op
@@ -97,6 +111,29 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   /** The attempt signal: false once the attempt has been abandoned. */
   get active(): boolean {
     return this.state === RUNNING
+  }
+
+  waitingFor(resource: string): void {
+    if (this.state !== RUNNING) return
+    this.progress = WAITING
+    this.resource = resource
+  }
+
+  sending(): void {
+    if (this.state === RUNNING) this.progress = SENDING
+  }
+
+  /** Breakers count calls, not attempts: the first attempt's outcome, and every probe's. */
+  private record(t: number, failure: boolean, shared: boolean) {
+    const pe = this.pe
+    const counts = this.first === undefined
+    if (counts || this.probe) pe.breaker.record(t, failure, this.probe)
+    if (counts || this.targetProbe) pe.ts.breaker.record(t, shared, this.targetProbe)
+  }
+
+  private noteApplied() {
+    const first = this.first ?? this
+    first.applied = true
   }
 
   onDeadline() {
@@ -194,8 +231,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     durationCell(g, h, this.op.name).observe(elapsed / 1000)
     if (exit._tag === "Success") {
       okCell(g, h).n++
-      pe.breaker.record(t, false, this.probe)
-      pe.ts.breaker.record(t, false, this.targetProbe)
+      this.record(t, false, false)
       return this.finish(exit)
     }
     const error = Cause.findErrorOption(exit.cause)
@@ -209,13 +245,14 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     const c = pe.es.adapter.classify(error.value)
     pe.errorCount++
     countError(g, pe, c.errorType)
-    pe.breaker.record(t, c.infrastructure, this.probe)
-    pe.ts.breaker.record(t, c.infrastructure, this.targetProbe)
+    this.record(t, c.infrastructure, c.infrastructure && c.shared !== false)
+    // Sent: what the engine said of the attempt's progress, refined by the error (refused at connect: not sent).
+    const sent = c.sent && this.progress !== WAITING
+    if (!(c.infrastructure && sent)) return this.finish(exit)
+    this.noteApplied()
     // Non-idempotent writes are never retried: their outcome is unknown now. Idempotent ones are settled by
     // the retry loop (a later success settles them; giving up reports them unknown).
-    if (c.infrastructure && c.sent && !this.op.idempotent && isWrite(this.op)) {
-      return this.finish(Effect.fail(this.unknownOutcome(error.value)))
-    }
+    if (!this.op.idempotent && isWrite(this.op)) return this.finish(Effect.fail(this.unknownOutcome(error.value)))
     this.finish(exit)
   }
 
@@ -230,21 +267,29 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.queryCount++
     pe.errorCount++
     countError(g, pe, "timeout")
-    pe.breaker.record(t, true, this.probe)
-    // A timeout may be one project's slow query rather than a sick server (MongoDB's SDAM makes the same call):
-    // it counts against the project's breaker only. A hung server still opens the target's breaker through
-    // the health checks, whose pings time out for everyone.
-    if (this.targetProbe) pe.ts.breaker.releaseProbe()
-    this.targetProbe = false
     const after =
       budget === "attempt" ? pe.es.policy.attemptTimeoutMillis + this.extraMillis : pe.rt.tier.limits.timeoutMillis
+    const waiting = this.progress === WAITING
     const timeout = new Timeout({
       projectId: pe.rt.id,
       engine: pe.es.engine,
       operation: this.op.name,
       budget,
-      afterMillis: after
+      afterMillis: after,
+      waitingFor: waiting ? this.resource : undefined
     })
+    if (waiting) {
+      // Still waiting for the engine's own resource: nothing was sent, and nothing about the server is known.
+      this.releaseProbes()
+      return this.finish(Effect.fail(timeout))
+    }
+    // A timeout may be one project's slow query rather than a sick server (MongoDB's SDAM makes the same call):
+    // it counts against the project's breaker only. A hung server still opens the target's breaker through
+    // the health checks, whose pings time out for everyone.
+    if (this.first === undefined || this.probe) pe.breaker.record(t, true, this.probe)
+    if (this.targetProbe) pe.ts.breaker.releaseProbe()
+    this.targetProbe = false
+    this.noteApplied()
     this.finish(Effect.fail(this.op.idempotent || !isWrite(this.op) ? timeout : this.unknownOutcome(timeout)))
   }
 
@@ -287,7 +332,9 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
         this.abandon()
         this.releaseProbes()
         const refused = new ShuttingDown({ engine: pe.es.engine })
-        return this.finish(Effect.fail(isWrite(this.op) ? this.unknownOutcome(refused) : refused))
+        if (!isWrite(this.op) || this.progress === WAITING) return this.finish(Effect.fail(refused))
+        this.noteApplied()
+        return this.finish(Effect.fail(this.unknownOutcome(refused)))
       }
     }
   }
@@ -416,13 +463,14 @@ export const attempt = <A, B, E>(
   span: number,
   extraMillis: number,
   runner: Runner<A, B, E>,
-  retries: boolean
+  retries: boolean,
+  first?: Call<A, E> | undefined
 ): Effect.Effect<A, E | GuardError> => {
-  let first = t
+  let clock = t
   return Effect.callback<A, E | GuardError>((resume) => {
-    const call = new Call<A, E>(g, pe, op, deadline, span, extraMillis, retries, runner, resume)
-    call.begin(first >= 0 ? first : g.now())
-    first = -1
+    const call = new Call<A, E>(g, pe, op, deadline, span, extraMillis, retries, first, runner, resume)
+    call.begin(clock >= 0 ? clock : g.now())
+    clock = -1
     if (call.state === DONE) return
     return Effect.sync(() => call.interrupt())
   })
@@ -430,40 +478,35 @@ export const attempt = <A, B, E>(
 
 // ---- retries ---------------------------------------------------------------------------------------------------
 
-// An attempt that timed out, or failed on the way after its request was sent, may have been applied.
-const mayHaveApplied = (es: EngineState<any, any>, error: unknown): boolean => {
-  if (error instanceof Timeout) return error.budget === "attempt"
-  if (error instanceof UnknownOutcome) return true
-  if (isGuardError(error)) return false
-  const c = es.adapter.classify(error)
-  return c.infrastructure && c.sent
-}
-
+// Retried: infrastructure failures of idempotent operations, and attempt timeouts only where the operation asks
+// (a statement that ran to its timeout has shown it is slow). Never the guard's own verdicts.
 const isRetryable = (es: EngineState<any, any>, op: Operation<any>, error: unknown): boolean => {
   if (!op.idempotent) return false
-  if (error instanceof Timeout) return error.budget === "attempt"
+  if (error instanceof Timeout)
+    return error.budget === "attempt" && error.waitingFor === undefined && op.retryOnTimeout === true
   if (isGuardError(error)) return false
   return es.adapter.classify(error).infrastructure
 }
 
 /**
- * The retry loop, entered from the first attempt's failure only (see `Call.finish`); later attempts are plain.
- * Retries by the service's schedule while the next attempt can start before the deadline.
+ * The retry loop, entered from the first attempt's failure only (see `Call.finish`); later attempts are plain,
+ * and the breakers do not count them (they count calls). Retries by the service's schedule while the next attempt
+ * can start before the deadline. Giving up on a write that some attempt may have applied is `UnknownOutcome`.
  */
-const retryFrom = <A, E>(call: Call<A, E>, first: E | GuardError): Effect.Effect<A, E | GuardError> => {
+const retryFrom = <A, E>(call: Call<A, E>, firstError: E | GuardError): Effect.Effect<A, E | GuardError> => {
   const { deadline, g, op, pe } = call
   const es = pe.es
-  // Whether some attempt may have applied the write: then giving up is an unknown outcome, not a failure.
-  let applied = isWrite(op) && mayHaveApplied(es, first)
   const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
     Effect.fail(
-      applied ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error }) : error
+      isWrite(op) && call.applied && !(error instanceof UnknownOutcome)
+        ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error })
+        : error
     )
-  if (!isRetryable(es, op, first)) return giveUp(first)
-  const once = attempt<A, any, E>(g, pe, op, -1, deadline, call.span, call.extraMillis, call.runner, false)
+  if (!isRetryable(es, op, firstError)) return giveUp(firstError)
+  const once = attempt<A, any, E>(g, pe, op, -1, deadline, call.span, call.extraMillis, call.runner, false, call)
   return Effect.gen(function* () {
     const step = yield* Schedule.toStep(g.settings.retry)
-    let error: E | GuardError = first
+    let error: E | GuardError = firstError
     for (;;) {
       const next = yield* Effect.exit(step(g.now(), error))
       if (next._tag === "Failure") return yield* giveUp(error)
@@ -473,7 +516,6 @@ const retryFrom = <A, E>(call: Call<A, E>, first: E | GuardError): Effect.Effect
       const result = yield* Effect.result(once)
       if (result._tag === "Success") return result.success
       error = result.failure
-      applied = applied || (isWrite(op) && mayHaveApplied(es, error))
       if (!isRetryable(es, op, error)) return yield* giveUp(error)
     }
   })

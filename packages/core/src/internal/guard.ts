@@ -138,13 +138,13 @@ export const makeHandle = <B, E>(g: TenancyState, es: EngineState<B, E>): Engine
     })) as EngineHandle<B, E>["run"],
   runEffect: (<A, R>(
     op: Operation<B>,
-    f: (binding: B) => Effect.Effect<A, E, R>,
+    f: (binding: B, signal: AttemptSignal) => Effect.Effect<A, E, R>,
     extraMillis?: number,
     detail?: ProtectionDetail
   ) =>
     Effect.withFiber((parent) =>
       guard<A, B, E, R>(g, es, op, extraMillis ?? 0, detail, (pe, call) => {
-        const child = Effect.runForkWith(parent.context as Context.Context<R>)(f(pe.binding))
+        const child = Effect.runForkWith(parent.context as Context.Context<R>)(f(pe.binding, call))
         call.cancelOnAbandon = () => child.interruptUnsafe()
         child.addObserver((exit) => call.complete(exit))
       })

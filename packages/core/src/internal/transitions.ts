@@ -12,6 +12,7 @@
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type { TierName } from "../Vocabulary.ts"
 import { Breaker, HALF_OPEN, OPEN, PROBE, type StateCode } from "./breaker.ts"
 import { countTargetOpen, handlesOf, openTotalCell } from "./metricHandles.ts"
@@ -25,7 +26,7 @@ export const targetBreaker = (g: TenancyState, es: EngineState<any, any>, ts: Ta
     emitTransition(g, es, "target", undefined, ts.label, to, br)
     if (to !== OPEN) return
     countTargetOpen(g, es.engine, tier)
-    scheduleProbe(g, br, () => ts.any())
+    scheduleProbe(g, br, () => ts.any(), undefined)
   })
 
 /** A (project, engine)'s breaker, reporting its transitions. @internal */
@@ -35,7 +36,7 @@ export const projectBreaker = (g: TenancyState, pe: ProjectEngine<any, any>): Br
     emitTransition(g, pe.es, "project", pe.rt.id, pe.ts.label, to, br)
     if (to !== OPEN) return
     openTotalCell(g, handlesOf(pe)).n++
-    scheduleProbe(g, br, () => (pe.closed ? undefined : pe))
+    scheduleProbe(g, br, () => (pe.closed ? undefined : pe), pe.ts.breaker)
   })
 
 /** Keeps the per-tier open / half-open counts in step with one breaker's transition. @internal */
@@ -78,17 +79,46 @@ const emitTransition = (
     openForMillis: to === OPEN ? br.lastOpenFor : undefined
   })
 
-// Active probing: when the open time ends, one ping (bounded by the attempt timeout) decides, as a probe call would.
-const scheduleProbe = (g: TenancyState, br: Breaker, pick: () => ProjectEngine<any, any> | undefined) => {
+// Active probing: while open, ping every probe interval (and when the open time ends) instead of waiting for, and
+// failing, a caller's call. A ping that succeeds before the open time is over ends it (`recover`); one that fails
+// changes nothing but the next ping's time. At the end of the open time the ping is the half-open probe itself,
+// and its failure re-opens the breaker for longer. A project's breaker leaves the probing to its target's breaker
+// while that one is open too (one ping per target, not one per project).
+const scheduleProbe = (
+  g: TenancyState,
+  br: Breaker,
+  pick: () => ProjectEngine<any, any> | undefined,
+  target: Breaker | undefined
+) => {
   if (!br.policy.activeProbe) return
-  g.deadlines.add(br.openUntil, () => {
-    if (br.state !== OPEN || g.shuttingDown) return
+  const now = g.now()
+  const next =
+    br.openUntil > now
+      ? Math.min(br.openUntil, now + br.policy.probeIntervalMillis)
+      : now + br.policy.probeIntervalMillis
+  const opened = br.totalOpenings
+  g.deadlines.add(next, () => {
+    if (br.state !== OPEN || br.totalOpenings !== opened || g.shuttingDown) return
     const pe = pick()
-    if (pe === undefined || br.admit(g.now()) !== PROBE) return
+    if (pe === undefined) return
+    if (target !== undefined && target.state === OPEN) return scheduleProbe(g, br, pick, target)
+    const t = g.now()
+    if (t < br.openUntil) {
+      return g.fork(
+        ping(pe).pipe(
+          Effect.flatMap((exit) =>
+            Effect.sync(() => {
+              if (br.state !== OPEN || br.totalOpenings !== opened) return
+              if (exit._tag === "Success") br.recover(g.now())
+              else scheduleProbe(g, br, pick, target)
+            })
+          )
+        )
+      )
+    }
+    if (br.admit(t) !== PROBE) return
     g.fork(
-      pe.es.adapter.ping(pe.binding).pipe(
-        Effect.timeout(Duration.millis(pe.es.policy.attemptTimeoutMillis)),
-        Effect.exit,
+      ping(pe).pipe(
         Effect.flatMap((exit) =>
           Effect.sync(() => {
             if (exit._tag === "Success") br.record(g.now(), false, true)
@@ -100,3 +130,7 @@ const scheduleProbe = (g: TenancyState, br: Breaker, pick: () => ProjectEngine<a
     )
   })
 }
+
+// One ping, bounded by the attempt timeout.
+const ping = (pe: ProjectEngine<any, any>): Effect.Effect<Exit.Exit<void, unknown>> =>
+  Effect.exit(pe.es.adapter.ping(pe.binding).pipe(Effect.timeout(Duration.millis(pe.es.policy.attemptTimeoutMillis))))

@@ -20,7 +20,7 @@ describe("transitions", () => {
   })
 
   it.effect(
-    "a project breaker that opens emits CircuitOpen, counts it, and probes with a ping when the open time ends",
+    "a project breaker that opens emits CircuitOpen, counts it, and a ping that answers ends the open time",
     () =>
       withState(({ g, project, server }) =>
         Effect.gen(function* () {
@@ -30,11 +30,11 @@ describe("transitions", () => {
           assert.strictEqual(pe.handles?.openTotal?.n, 1)
           const opened = g.events.recent().find((e) => e._tag === "CircuitOpen")
           assert.deepInclude(opened, { scope: "project", projectId: "acme", openForMillis: 15_000 })
-          yield* TestClock.adjust(14_999)
+          yield* TestClock.adjust(1_999)
           assert.strictEqual(server.pings, 0)
           yield* TestClock.adjust(1)
-          assert.strictEqual(server.pings, 1)
-          assert.strictEqual(pe.breaker.state, CLOSED, "the probe's ping succeeded")
+          assert.strictEqual(server.pings, 1, "pinged one probe interval in, not at the end of the open time")
+          assert.strictEqual(pe.breaker.state, CLOSED)
           assert.deepStrictEqual(
             g.events.recent().map((e) => e._tag),
             ["PoolCreated", "CircuitOpen", "CircuitHalfOpen", "CircuitClosed"]
@@ -44,14 +44,32 @@ describe("transitions", () => {
       )
   )
 
-  it.effect("a target breaker's failed probe keeps it open, longer", () =>
+  it.effect("while its target's breaker is open, a project breaker leaves the pinging to it", () =>
+    withState(({ g, project, server }) =>
+      Effect.gen(function* () {
+        const pe = yield* project("acme")
+        server.down = true
+        pe.ts.breaker.trip(g.now())
+        pe.breaker.trip(g.now())
+        yield* TestClock.adjust(6_000)
+        assert.strictEqual(server.pings, 3, "the target's pings only")
+        server.down = false
+        yield* TestClock.adjust(2_000)
+        assert.strictEqual(pe.ts.breaker.state, CLOSED)
+        yield* TestClock.adjust(2_000)
+        assert.strictEqual(pe.breaker.state, CLOSED)
+      })
+    )
+  )
+
+  it.effect("a target breaker whose pings keep failing re-opens for longer at the end of its open time", () =>
     withState(({ g, project, server }) =>
       Effect.gen(function* () {
         const pe = yield* project("acme")
         server.down = true
         pe.ts.breaker.trip(g.now())
         yield* TestClock.adjust(15_000)
-        assert.strictEqual(server.pings, 1)
+        assert.strictEqual(server.pings, 8, "every 2 s, and the half-open probe at 15 s")
         assert.strictEqual(pe.ts.breaker.state, OPEN)
         assert.strictEqual(pe.ts.breaker.lastOpenFor, 30_000)
       })
