@@ -41,6 +41,8 @@ import type { Target } from "@tenantpool/core/Target"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import type { AttemptSignal, EngineHandle, Operation, PoolStats } from "@tenantpool/core/Engine"
 import { Tiers } from "@tenantpool/core/Tier"
+import { byCommand } from "./internal/byCommand.ts"
+import { commandDetail, refusal } from "./RedisCommandTable.ts"
 import { classify, forbidden, fromUnknown, RedisError } from "./RedisError.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ const op = (name: string, idempotent: boolean, write = !idempotent): RedisOperat
   name,
   idempotent,
   write,
-  detail: { command: name.toUpperCase() }
+  detail: commandDetail(name)
 })
 const OP = {
   get: op("get", true),
@@ -286,110 +288,8 @@ const OP = {
 } as const
 
 // One error mapper per command name, made once: operations call `errFor` on every call.
-const errorMappers = new Map<string, (cause: unknown) => RedisError>()
-const errFor = (command: string): ((cause: unknown) => RedisError) => {
-  let mapper = errorMappers.get(command)
-  if (mapper === undefined) {
-    mapper = fromUnknown(command)
-    // Bounded: `command` accepts names outside Redis's table too.
-    if (errorMappers.size < 512) errorMappers.set(command, mapper)
-  }
-  return mapper
-}
+const errFor = byCommand(fromUnknown)
 const mapErr = { get: errFor("get"), set: errFor("set") }
-
-/** Commands that reach past one project's keys, or that only an operator should run. */
-const forbiddenCommands: ReadonlySet<string> = new Set([
-  "KEYS",
-  "SCAN",
-  "FLUSHALL",
-  "FLUSHDB",
-  "CONFIG",
-  "DEBUG",
-  "SHUTDOWN",
-  "SELECT",
-  "SWAPDB",
-  "MOVE",
-  "MIGRATE",
-  "RANDOMKEY",
-  "MONITOR",
-  "SYNC",
-  "PSYNC",
-  "REPLICAOF",
-  "SLAVEOF",
-  "CLIENT",
-  "ACL",
-  "SCRIPT",
-  "FUNCTION",
-  "FCALL",
-  "FCALL_RO",
-  "EVAL",
-  "EVAL_RO",
-  "EVALSHA",
-  "EVALSHA_RO",
-  "PUBSUB",
-  "AUTH",
-  "HELLO",
-  "SUBSCRIBE",
-  "PSUBSCRIBE",
-  "SSUBSCRIBE",
-  "MULTI",
-  "EXEC",
-  "WATCH",
-  "MODULE",
-  "SAVE",
-  "BGSAVE",
-  "BGREWRITEAOF",
-  "CLUSTER",
-  "FAILOVER",
-  "LATENCY",
-  "MEMORY",
-  "OBJECT",
-  "SLOWLOG",
-  "INFO",
-  "DBSIZE",
-  "WAIT",
-  "RESET",
-  "QUIT"
-])
-
-/**
- * Commands that block on the server: `command` runs on the connection every project on the target shares, so one
- * of these would hold up everyone's commands behind it (the typed `blpop`/`brpop` use a dedicated connection).
- * XREAD and XREADGROUP block only with a BLOCK argument.
- */
-const blockingCommands: ReadonlySet<string> = new Set([
-  "BLPOP",
-  "BRPOP",
-  "BRPOPLPUSH",
-  "BLMOVE",
-  "BLMPOP",
-  "BZPOPMIN",
-  "BZPOPMAX",
-  "BZMPOP"
-])
-/** SORT reads keys named by its BY and GET patterns, which are not prefixed (BY nosort reads none). */
-const sortReachesPastKeys = (upper: string, args: ReadonlyArray<string | number>): boolean => {
-  if (upper !== "SORT" && upper !== "SORT_RO") return false
-  for (let i = 1; i < args.length; i++) {
-    const word = String(args[i]).toUpperCase()
-    if (word === "GET") return true
-    if (word === "BY" && String(args[i + 1]).toUpperCase() !== "NOSORT") return true
-  }
-  return false
-}
-
-const isBlocking = (upper: string, args: ReadonlyArray<string | number>): boolean => {
-  if (blockingCommands.has(upper)) return true
-  if (upper !== "XREAD" && upper !== "XREADGROUP") return false
-  // Options come before STREAMS; after it, "block" would be a stream name.
-  for (const a of args) {
-    const word = String(a).toUpperCase()
-    if (word === "STREAMS") return false
-    if (word === "BLOCK") return true
-  }
-  return false
-}
 
 const toPairs = (flat: ReadonlyArray<string>): Array<ScoredMember> => {
   const out: Array<ScoredMember> = []
@@ -1020,19 +920,14 @@ export const make = (options?: Options | undefined) =>
         ),
       command: (name, args, o) => {
         const upper = name.toUpperCase()
-        if (forbiddenCommands.has(upper) || sortReachesPastKeys(upper, args)) {
+        const refused = refusal(upper, args)
+        if (refused !== undefined) {
           return Effect.fail(
             forbidden(
               upper,
-              "this command reaches past the project's keys or changes the connection; use the typed API"
-            )
-          )
-        }
-        if (isBlocking(upper, args)) {
-          return Effect.fail(
-            forbidden(
-              upper,
-              "a blocking command would stall the connection the target's projects share; use blpop/brpop"
+              refused === "blocking"
+                ? "a blocking command would stall the connection the target's projects share; use blpop/brpop"
+                : "this command reaches past the project's keys or changes the connection; use the typed API"
             )
           )
         }
@@ -1051,7 +946,7 @@ export const make = (options?: Options | undefined) =>
           (b, s) => send(b, s, (c) => c.call(lower, ...prefixArgs(b, args, keys))),
           errFor(lower),
           undefined,
-          { command: upper }
+          commandDetail(upper)
         )
       },
       // One attempt timeout in all (the guard would retry a timed-out PING twice), and every sign of an unhealthy
