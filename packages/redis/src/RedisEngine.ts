@@ -25,11 +25,12 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
+import * as Durations from "@tenantpool/core/Durations"
 import type { EngineHandle, PoolStats } from "@tenantpool/core/Engine"
 import { type GuardError, type InvalidConfig, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
 import { Tenancy } from "@tenantpool/core/Tenancy"
@@ -261,7 +262,8 @@ export class RedisEngine extends Context.Service<
 >()("@tenantpool/redis/RedisEngine") {}
 
 /**
- * Registers the Redis engine with the tenancy service and builds the operations.
+ * Registers the Redis engine with the tenancy service and builds the operations. A duration option that is not a
+ * positive duration fails with `InvalidConfig` naming it.
  *
  * @category constructors
  * @since 0.1.0
@@ -274,8 +276,13 @@ export const make = (
     const tiers = yield* Tiers
     const connections = Connections.make({
       autoPipelining: options?.autoPipelining ?? true,
-      connectTimeoutMillis: Duration.toMillis(Duration.fromInputUnsafe(options?.connectTimeout ?? "5 seconds")),
-      dedicatedIdleMillis: Duration.toMillis(Duration.fromInputUnsafe(options?.dedicatedIdleTimeout ?? "1 minute")),
+      connectTimeoutMillis: yield* Durations.millis("redis.connectTimeout", options?.connectTimeout, "5 seconds"),
+      dedicatedIdleMillis: yield* Durations.millis(
+        "redis.dedicatedIdleTimeout",
+        options?.dedicatedIdleTimeout,
+        "1 minute",
+        { allowZero: true }
+      ),
       clientName: options?.clientName ?? "tenantpool"
     })
     const prefixOf = options?.prefix ?? ((id: string) => `${id}:`)
@@ -331,10 +338,11 @@ export const make = (
   })
 
 /**
- * The Redis engine as a layer (needs the tenancy service and the tier table).
+ * The Redis engine as a layer (needs the tenancy service and the tier table); fails with `InvalidConfig` on a bad
+ * option.
  *
  * @category layers
  * @since 0.1.0
  */
-export const layer = (options?: Options | undefined): Layer.Layer<RedisEngine, never, Tenancy | Tiers> =>
-  Layer.effect(RedisEngine, Effect.orDie(make(options)))
+export const layer = (options?: Options | undefined): Layer.Layer<RedisEngine, InvalidConfig, Tenancy | Tiers> =>
+  Layer.effect(RedisEngine, make(options))

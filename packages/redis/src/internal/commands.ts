@@ -9,9 +9,10 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import { RedisError } from "../RedisError.ts"
 import { send } from "./connections.ts"
 import { key, keys, strip } from "./keys.ts"
-import { errFor, millis, type Handle, OP, onConn, run, runDedicated } from "./operations.ts"
+import { callMillis, errFor, type Handle, OP, onConn, run, runDedicated } from "./operations.ts"
 
 /** Options of `SET` (published as `RedisEngine.SetOptions`). */
 export interface SetOptions {
@@ -46,14 +47,16 @@ export const strings = (handle: Handle) => ({
       undefined,
       OP.get.detail
     ),
-  set: (k: string, value: string, o?: SetOptions) =>
-    run(
+  set: (k: string, value: string, o?: SetOptions) => {
+    const px = o?.ttl === undefined ? undefined : callMillis("set", "ttl", o.ttl)
+    if (px instanceof RedisError) return Effect.fail(px)
+    return run(
       handle,
       o?.nx === true || o?.xx === true ? OP.setnx : OP.set,
       (b, s) =>
         send(b, s, (c) => {
           const args: Array<string | number> = []
-          if (o?.ttl !== undefined) args.push("PX", millis(o.ttl))
+          if (px !== undefined) args.push("PX", px)
           if (o?.nx === true) args.push("NX")
           if (o?.xx === true) args.push("XX")
           return args.length === 0
@@ -61,7 +64,8 @@ export const strings = (handle: Handle) => ({
             : (c.call("SET", b.prefix + k, value, ...args) as Promise<string | null>)
         }).then((r) => r === "OK"),
       setError
-    ),
+    )
+  },
   mget: (ks: ReadonlyArray<string>) =>
     run(handle, OP.mget, (b, s) => send(b, s, (c) => c.mget(...keys(b, ks))), errFor("mget")),
   mset: (entries: Readonly<Record<string, string>>) =>
@@ -78,13 +82,11 @@ export const strings = (handle: Handle) => ({
     run(handle, OP.del, (b, s) => send(b, s, (c) => c.del(...keys(b, ks))), errFor("del")),
   exists: (...ks: ReadonlyArray<string>) =>
     run(handle, OP.exists, (b, s) => send(b, s, (c) => c.exists(...keys(b, ks))), errFor("exists")),
-  expire: (k: string, ttl: Duration.Input) =>
-    run(
-      handle,
-      OP.expire,
-      (b, s) => send(b, s, (c) => c.pexpire(key(b, k), millis(ttl))).then(isOne),
-      errFor("expire")
-    ),
+  expire: (k: string, ttl: Duration.Input) => {
+    const ms = callMillis("expire", "ttl", ttl)
+    if (ms instanceof RedisError) return Effect.fail(ms)
+    return run(handle, OP.expire, (b, s) => send(b, s, (c) => c.pexpire(key(b, k), ms)).then(isOne), errFor("expire"))
+  },
   ttl: (k: string) => run(handle, OP.ttl, (b, s) => send(b, s, (c) => c.ttl(key(b, k))), errFor("ttl")),
   incr: (k: string) => run(handle, OP.incr, (b, s) => send(b, s, (c) => c.incr(key(b, k))), errFor("incr")),
   incrby: (k: string, by: number) =>
@@ -122,7 +124,8 @@ export const hashes = (handle: Handle) => ({
 
 // BLPOP/BRPOP on a dedicated connection, the attempt timeout lengthened by the command's own.
 const bpop = (handle: Handle, side: "blpop" | "brpop") => (ks: ReadonlyArray<string>, timeout: Duration.Input) => {
-  const ms = millis(timeout)
+  const ms = callMillis(side, "timeout", timeout)
+  if (ms instanceof RedisError) return Effect.fail(ms)
   return runDedicated(handle, OP.bpop, ms, (conn, b) =>
     onConn(conn, side, (c) => c[side](...keys(b, ks), ms / 1000)).pipe(
       Effect.map((r) => (r === null ? Option.none() : Option.some([strip(b, r[0]), r[1]] as const)))

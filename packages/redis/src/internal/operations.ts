@@ -6,16 +6,17 @@
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Pool from "effect/Pool"
 import type { Redis as IORedis } from "ioredis"
+import * as Durations from "@tenantpool/core/Durations"
 import type { AttemptSignal, EngineHandle, Operation } from "@tenantpool/core/Engine"
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import { commandDetail } from "../RedisCommandTable.ts"
-import { fromUnknown, type RedisError } from "../RedisError.ts"
+import { fromUnknown, RedisError } from "../RedisError.ts"
 import { byCommand } from "./byCommand.ts"
 import { type Binding, dedicatedPool } from "./connections.ts"
 
@@ -143,6 +144,14 @@ export const onConn = <A>(
   f: (c: IORedis) => Promise<A>
 ): Effect.Effect<A, RedisError> => Effect.tryPromise({ try: () => f(conn), catch: errFor(command) })
 
-/** A duration argument of a call (a TTL, a blocking timeout) in whole milliseconds, at least 1. */
-export const millis = (d: Duration.Input): number =>
-  Math.max(1, Math.round(Duration.toMillis(Duration.fromInputUnsafe(d))))
+/**
+ * A duration argument of a call (a TTL, a blocking timeout) in whole milliseconds, at least 1 (a blocking pop reads
+ * 0 as "forever"); one that is not a duration, negative or infinite is the caller's mistake, a `RedisError` of kind
+ * `syntax` that is never sent.
+ */
+export const callMillis = (command: string, field: string, input: Duration.Input): number | RedisError => {
+  const ms = Durations.millisOrError(field, input, input, { allowZero: true })
+  return typeof ms === "number"
+    ? Math.max(1, Math.round(ms))
+    : new RedisError({ kind: "syntax", command, detail: `${field}: ${ms.reason}`, sent: false })
+}
