@@ -40,6 +40,7 @@ import * as Metric from "effect/Metric"
 import { RateLimiter } from "effect/persistence"
 import type { Redis } from "effect/persistence"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
+import * as Durations from "@tenantpool/core/Durations"
 import { type Engine, engines } from "@tenantpool/core/Engine"
 import { InvalidConfig } from "@tenantpool/core/Errors"
 import { RateLimited } from "@tenantpool/core/Errors"
@@ -204,7 +205,7 @@ export const makeStore = (
     const limiter = yield* RateLimiter.RateLimiter
     const context = yield* Effect.context<never>()
     const keyPrefix = options?.keyPrefix ?? "tenantpool:"
-    const storeTimeout = Duration.fromInputUnsafe(options?.storeTimeout ?? "250 millis")
+    const storeTimeout = yield* Durations.millis("storeTimeout", options?.storeTimeout, "250 millis")
     // The token bucket of Effect's limiter holds `limit` tokens and adds one every `window / limit`.
     const windows = {} as Record<Engine, Record<TierName, Duration.Duration>>
     for (const engine of engines) {

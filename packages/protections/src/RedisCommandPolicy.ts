@@ -4,7 +4,8 @@
  *
  * The Redis engine already refuses, for every project, the commands that reach past a project's keys (KEYS,
  * FLUSHALL, CONFIG, …) in its `command` escape hatch; this policy is the tier-level layer above it, applied through
- * the guard to typed operations and commands alike, with a typed error and a metric. Defaults:
+ * the guard to typed operations and commands alike, with a typed error and a metric. Both read the one Redis
+ * command table (`@tenantpool/redis/RedisCommandTable`: its dangerous entries and cost classes). Defaults:
  *
  * | Tier | Blocked |
  * | --- | --- |
@@ -20,31 +21,25 @@
 import * as Context from "effect/Context"
 import * as Layer from "effect/Layer"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
-import * as Protections from "@tenantpool/core/Protections"
-import { type TierName, tierNames } from "@tenantpool/core/Tier"
+import type * as Protections from "@tenantpool/core/Protections"
+import { type TierName, tierNames, tierRank } from "@tenantpool/core/Tier"
+import * as RedisCommandTable from "@tenantpool/redis/RedisCommandTable"
 import * as Finding from "./Finding.ts"
 
 /**
- * Blocked on every tier: the spec's dangerous commands.
+ * Blocked on every tier: the spec's dangerous commands (the `dangerous` entries of the Redis command table).
  *
  * @category constants
  * @since 0.1.0
  */
-export const alwaysBlocked: ReadonlyArray<string> = ["KEYS", "FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN"]
+export const alwaysBlocked: ReadonlyArray<string> = RedisCommandTable.names((e) => e.dangerous === true)
 
-const setAlgebra = [
-  "SUNION",
-  "SINTER",
-  "SDIFF",
-  "SUNIONSTORE",
-  "SINTERSTORE",
-  "SDIFFSTORE",
-  "ZUNION",
-  "ZINTER",
-  "ZDIFF",
-  "ZUNIONSTORE",
-  "ZINTERSTORE",
-  "ZDIFFSTORE"
+// The cheapest tier that may run each cost class by default.
+const allowedFrom: Readonly<Record<RedisCommandTable.Cost, TierName>> = { sort: "PRO", "set-algebra": "STARTER" }
+
+const blockedByDefault = (tier: TierName): ReadonlyArray<string> => [
+  ...alwaysBlocked,
+  ...RedisCommandTable.names((e) => e.cost !== undefined && tierRank[tier] < tierRank[allowedFrom[e.cost]])
 ]
 
 /**
@@ -54,10 +49,10 @@ const setAlgebra = [
  * @since 0.1.0
  */
 export const defaultBlocked: Readonly<Record<TierName, ReadonlyArray<string>>> = {
-  FREE: [...alwaysBlocked, "SORT", "SORT_RO", ...setAlgebra],
-  STARTER: [...alwaysBlocked, "SORT", "SORT_RO"],
-  PRO: alwaysBlocked,
-  ENTERPRISE: alwaysBlocked
+  FREE: blockedByDefault("FREE"),
+  STARTER: blockedByDefault("STARTER"),
+  PRO: blockedByDefault("PRO"),
+  ENTERPRISE: blockedByDefault("ENTERPRISE")
 }
 
 /**
@@ -123,18 +118,11 @@ export const make = (options?: Options | undefined): RedisCommandPolicy["Service
 export const layer = (options?: Options | undefined): Layer.Layer<RedisCommandPolicy> =>
   Layer.sync(RedisCommandPolicy, () => make(options))
 
-const details = new Map<string, Protections.ProtectionDetail>()
-
 /**
  * The detail of a Redis command, one shared object per command name: engines pass it to `run` for typed operations
- * without allocating per call.
+ * without allocating per call (the Redis command table's `commandDetail`).
  *
  * @category constructors
  * @since 0.1.0
  */
-export const commandDetail = (command: string): Protections.ProtectionDetail => {
-  const upper = command.toUpperCase()
-  let detail = details.get(upper)
-  if (detail === undefined) details.set(upper, (detail = { command: upper }))
-  return detail
-}
+export const commandDetail: (command: string) => Protections.ProtectionDetail = RedisCommandTable.commandDetail

@@ -142,6 +142,16 @@ describe("RateLimit (Effect's RateLimiter over a store)", () => {
     })
   )
 
+  it.effect("refuses a storeTimeout that is not a positive duration with InvalidConfig naming it", () =>
+    Effect.gen(function* () {
+      for (const storeTimeout of ["soon" as Duration.Input, 0, -5]) {
+        const error = yield* Effect.flip(Effect.scoped(storeLimiter({ ...small, storeTimeout })))
+        assert.strictEqual(error._tag, "InvalidConfig")
+        assert.strictEqual(error.field, "storeTimeout")
+      }
+    })
+  )
+
   it.effect("lets calls through when the store fails or is slower than storeTimeout", () =>
     Effect.gen(function* () {
       const storeError = new RateLimiter.RateLimiterError({

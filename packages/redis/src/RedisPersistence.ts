@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import { CircuitBreaker, RateLimiter, Redis } from "effect/persistence"
 import * as Redacted from "effect/Redacted"
 import { Redis as IORedis } from "ioredis"
+import { quit } from "./internal/connections.ts"
 import { fromUnknown } from "./RedisError.ts"
 
 /**
@@ -85,9 +86,9 @@ const sendWith =
 export const layer = (options: Options): Layer.Layer<Redis.Redis | IoRedisClient, Redis.RedisError> =>
   Layer.effectContext(
     Effect.gen(function* () {
-      const client = yield* Effect.acquireRelease(open(options), (c) =>
-        Effect.promise(() => c.quit().catch(() => "OK"))
-      )
+      // Closed like the engine's connections: QUIT within a second, then the socket is dropped (a server that does
+      // not answer, e.g. a paused one, would otherwise hold shutdown behind its QUIT).
+      const client = yield* Effect.acquireRelease(open(options), quit)
       const redis = yield* Redis.make({
         send: sendWith(client),
         connect: Effect.map(open(options), (c) => ({

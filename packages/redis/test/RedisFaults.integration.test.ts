@@ -6,11 +6,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import { CircuitOpen, Overloaded, Timeout, UnknownOutcome } from "@tenantpool/core/Errors"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
@@ -426,5 +429,36 @@ describe("RedisEngine under faults", () => {
       )
       assert.deepStrictEqual(yield* redis.blpop(["q"], "50 millis").pipe(as), Option.none())
     }).pipe(Effect.provide(Fx.layer({ engine: { dedicatedIdleTimeout: "300 millis" } })))
+  )
+
+  it.live(
+    "releasing the engine while its server is paused takes QUIT's one-second bound, and closes every socket",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* Servers.acquirePrivate("redis")
+        const rawClient = yield* Fx.raw(server.url)
+        const name = Fx.clientName("close")
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(Fx.layer({ engine: { clientName: name } }), scope)
+        const redis = Context.get(context, RedisEngine)
+        const id = Fx.projectId("close")
+        yield* Context.get(context, MemoryRegistry).register({ id, tier: "PRO", redis: server.url })
+        const as = Context.get(context, Tenancy.Tenancy).withProject(id)
+        yield* redis.set("k", "v").pipe(as)
+        assert.deepStrictEqual(yield* redis.blpop(["q"], "10 millis").pipe(as), Option.none())
+        assert.strictEqual(yield* Fx.countNamed(rawClient, name), 1)
+        assert.strictEqual(yield* Fx.countNamed(rawClient, `${name}:dedicated`), 1)
+        yield* Servers.withPaused(
+          server,
+          Effect.gen(function* () {
+            const [, ms] = yield* Fx.timed(Scope.close(scope, Exit.void))
+            assert.isTrue(ms >= 900 && ms < 3_500, `released in ${Math.round(ms)} ms`)
+          })
+        )
+        yield* Fx.eventually(
+          "the server sees none of the engine's connections once it resumes",
+          Effect.map(Fx.clientList(rawClient), (l) => !l.some((c) => c.name === name || c.name === `${name}:dedicated`))
+        )
+      })
   )
 })

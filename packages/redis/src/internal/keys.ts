@@ -1,0 +1,28 @@
+/**
+ * Key prefixing, the Redis engine's isolation: every key, key pattern, channel and script key a project sends gets
+ * the project's prefix (`<project>:` by default), and every key or channel name it receives back loses it.
+ *
+ * @since 0.1.0
+ */
+
+/** Anything that carries a project's prefix (a binding). */
+export interface Prefixed {
+  readonly prefix: string
+}
+
+/** The key as the server knows it. */
+export const key = (b: Prefixed, name: string): string => b.prefix + name
+
+/** The keys as the server knows them. */
+export const keys = (b: Prefixed, names: ReadonlyArray<string>): Array<string> => names.map((name) => b.prefix + name)
+
+/** The key as the project knows it (a name without the prefix is returned as it is). */
+export const strip = (b: Prefixed, name: string): string =>
+  name.startsWith(b.prefix) ? name.slice(b.prefix.length) : name
+
+/** A command's arguments with the ones at `positions` (0-based, after the command name) prefixed. */
+export const prefixArgs = (
+  b: Prefixed,
+  args: ReadonlyArray<string | number>,
+  positions: ReadonlyArray<number>
+): Array<string | number> => args.map((a, i) => (positions.includes(i) ? b.prefix + String(a) : a))

@@ -1,0 +1,47 @@
+/**
+ * Lua scripts for a project: a script is its source and SHA-1, run with EVALSHA and, when the server does not know
+ * it yet (NOSCRIPT), with EVAL, which also loads it. The script's keys get the project's prefix; a script that
+ * names other keys itself is not confined by this (projects that run hand-written Lua need ACL users of their own).
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import type * as Effect from "effect/Effect"
+import type { GuardError } from "@tenantpool/core/Errors"
+import type { RedisError } from "../RedisError.ts"
+import { send } from "./connections.ts"
+import { keys as prefixed } from "./keys.ts"
+import { errFor, type Handle, OP, run } from "./operations.ts"
+
+/** A Lua script usable with `evalScript` (published as `RedisEngine.Script`). */
+export interface Script {
+  readonly lua: string
+  readonly sha1: string
+}
+
+/** A script from its source. */
+export const script = (lua: string): Script => ({ lua, sha1: createHash("sha1").update(lua).digest("hex") })
+
+/** Runs a script with the project's keys (not retried unless `readOnly`). */
+export const evalScript =
+  (handle: Handle) =>
+  (
+    s: Script,
+    keys: ReadonlyArray<string>,
+    args: ReadonlyArray<string | number>,
+    options?: { readonly readOnly?: boolean }
+  ): Effect.Effect<unknown, RedisError | GuardError> =>
+    run(
+      handle,
+      options?.readOnly === true ? OP.evalReadOnly : OP.eval,
+      (b, signal) =>
+        send(b, signal, (c) => {
+          const ks = prefixed(b, keys)
+          return (c.evalsha(s.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
+            String((e as Error)?.message).startsWith("NOSCRIPT")
+              ? (c.eval(s.lua, ks.length, ...ks, ...args) as Promise<unknown>)
+              : Promise.reject(e)
+          )
+        }),
+      errFor("evalsha")
+    )
