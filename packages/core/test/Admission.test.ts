@@ -128,6 +128,33 @@ describe("Admission", () => {
     }).pipe(H.provide())
   )
 
+  it.effect("Retry-After is the queue's expected drain time: a caller that waits that long is admitted at once", () =>
+    Effect.gen(function* () {
+      const server = Fake.makeServer()
+      const tenancy = yield* Tenancy.Tenancy
+      yield* H.registerAll(["acme"], "FREE")
+      const engine = yield* tenancy.register(Fake.adapter(server, { policy: slowAttempts.redis }))
+      // Two 1 s calls teach the guard how long a call takes; then 2 run and 4 wait (the queue is full).
+      const warm = yield* forkMany(2, call(engine, server, "acme", 1_000))
+      yield* TestClock.adjust(1_000)
+      yield* Fiber.joinAll(warm)
+      const load = yield* forkMany(6, call(engine, server, "acme", 1_000))
+      yield* TestClock.adjust(500)
+      const refused = failureOf(yield* call(engine, server, "acme", 1_000)) as Overloaded
+      assert.strictEqual(refused.reason, "queue-full")
+      // 500 ms left of the running pair, then two rounds of 1 s for the four ahead.
+      assert.strictEqual(refused.retryAfterMillis, 2_500)
+      assert.include(refused.message, "retry after 2500 ms")
+      yield* TestClock.adjust(refused.retryAfterMillis)
+      const retried = yield* Effect.forkChild(timed(engine, server, "acme", 1_000))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* metaOf("acme")).queued, 0, "admitted without waiting")
+      yield* TestClock.adjust(1_000)
+      assert.isTrue(Result.isSuccess((yield* Fiber.join(retried)).result))
+      yield* Fiber.joinAll(load)
+    }).pipe(H.provide({ tiers: { FREE: { maxConcurrent: 2, maxQueue: 4 } } }))
+  )
+
   it.effect("when the expected wait cannot fit the deadline, rejects at once with Overloaded (deadline)", () =>
     Effect.gen(function* () {
       const server = Fake.makeServer()

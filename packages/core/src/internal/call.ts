@@ -46,6 +46,24 @@ const UNTRACKED = 0
 const WAITING = 1
 const SENDING = 2
 
+/**
+ * Expected wait of a caller with `ahead` callers before it for `slots` busy slots: the rest of the running attempts
+ * (a slot's service time is the recent mean attempt duration, or, before any attempt completed, the running ones'
+ * mean age), then one service time per full round of the callers ahead. Exact for uniform durations.
+ */
+const drainMillis = (
+  ahead: number,
+  slots: number,
+  ewma: number,
+  running: number,
+  startedSum: number,
+  now: number
+): number => {
+  const age = running > 0 ? now - startedSum / running : 0
+  const service = ewma > 0 ? ewma : age
+  return Math.max(1, Math.max(service - age, 0) + Math.floor(ahead / slots) * service)
+}
+
 /** One attempt of a guarded call. @internal */
 export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   state = WAIT_PROJECT
@@ -159,7 +177,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     const limits = pe.rt.tier.limits
     if (pe.bulkhead.tryAcquire(limits.maxConcurrent)) return this.admitTarget(t)
     const queued = pe.bulkhead.queue.length
-    const wait = ((queued + 1) / limits.maxConcurrent) * pe.ewmaMillis
+    const wait = drainMillis(queued, limits.maxConcurrent, pe.ewmaMillis, pe.running, pe.startedSum, this.g.stopwatch())
     if (queued >= limits.maxQueue) return this.overloaded("project", "queue-full", wait)
     if (t + wait > this.deadline) return this.overloaded("project", "deadline", wait)
     this.grant = () => this.admitTarget(this.g.now())
@@ -177,7 +195,15 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     this.state = WAIT_TARGET
     const budget = pe.ts.budget
     if (budget.tryAcquire()) return this.run(t)
-    const wait = ((budget.queued + 1) / budget.capacity) * pe.ts.ewmaMillis
+    const ts = pe.ts
+    const wait = drainMillis(
+      budget.queued,
+      budget.capacity,
+      ts.ewmaMillis,
+      ts.running,
+      ts.startedSum,
+      this.g.stopwatch()
+    )
     if (t + wait > this.deadline) {
       pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)
       return this.overloaded("target", "deadline", wait)
@@ -210,7 +236,10 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
       this.attemptBudget = "deadline"
       if (!this.linked()) g.deadlines.schedule(this, this.deadline, this.span)
     }
-    this.startedAt = g.stopwatch()
+    const startedAt = (this.startedAt = g.stopwatch())
+    pe.startedSum += startedAt
+    pe.ts.running++
+    pe.ts.startedSum += startedAt
     this.runner(pe, this)
   }
 
@@ -223,8 +252,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     const elapsed = g.stopwatch() - this.startedAt
     const t = g.now()
     this.release()
-    pe.ewmaMillis += (elapsed - pe.ewmaMillis) * 0.1
-    pe.ts.ewmaMillis += (elapsed - pe.ts.ewmaMillis) * 0.05
+    pe.ewmaMillis = pe.ewmaMillis === 0 ? elapsed : pe.ewmaMillis + (elapsed - pe.ewmaMillis) * 0.1
+    pe.ts.ewmaMillis = pe.ts.ewmaMillis === 0 ? elapsed : pe.ts.ewmaMillis + (elapsed - pe.ts.ewmaMillis) * 0.05
     pe.queryCount++
     pe.lastUsed = t
     const h = handlesOf(pe)
@@ -377,6 +406,9 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     const g = this.g
     this.state = DONE
     pe.running--
+    pe.startedSum -= this.startedAt
+    pe.ts.running--
+    pe.ts.startedSum -= this.startedAt
     pe.es.active[pe.rt.tier.name]--
     if (--g.inFlight === 0 && g.drained !== undefined) Deferred.doneUnsafe(g.drained, Exit.void)
     pe.ts.budget.release()

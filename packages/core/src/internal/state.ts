@@ -113,7 +113,10 @@ export class TargetState {
   breaker!: Breaker
   readonly users = new Set<ProjectEngine<any, any>>()
   healthy: boolean | undefined = undefined
-  ewmaMillis = 1
+  /** Mean attempt duration (0 until the first completes), attempts running, and the sum of their start times. */
+  ewmaMillis = 0
+  running = 0
+  startedSum = 0
   constructor(key: string, label: string, engine: Engine, budget: FairBudget) {
     this.key = key
     this.label = label
@@ -195,7 +198,9 @@ export class ProjectEngine<B, E> {
   queryCount = 0
   errorCount = 0
   running = 0
-  ewmaMillis = 1
+  /** Mean attempt duration (0 until the first completes) and the sum of the running attempts' start times. */
+  ewmaMillis = 0
+  startedSum = 0
   closed = false
   handles: MetricHandles | undefined = undefined
   gauges: Array<{ remove(): void }> | undefined = undefined
