@@ -123,6 +123,24 @@ export interface AttemptSignal {
 }
 
 /**
+ * Admission held for the life of a scope (a stream, a cursor, a reserved connection): see `EngineHandle.lease`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Lease<B> {
+  readonly binding: B
+  readonly project: ProjectHandle
+  /** The attempt signal of the lease (progress, whether it is still active). */
+  readonly signal: AttemptSignal
+  /**
+   * Fails with the guard's verdict when the lease's time is up (`Timeout` at the tier deadline, `ShuttingDown`):
+   * race the work against it (`Stream.interruptWhen`, `Effect.raceFirst`).
+   */
+  readonly expired: Effect.Effect<never, GuardError>
+}
+
+/**
  * The guard, bound to one engine.
  *
  * @category models
@@ -165,7 +183,17 @@ export interface EngineHandle<B, E> {
       detail: ProtectionDetail
     ): Effect.Effect<A, E | GuardError | ProtectionError, R>
   }
-  /** The current project's binding, for work that manages its own connection (streams, subscriptions). */
+  /**
+   * Admission for work that outlives one request: breakers, the project's bulkhead and the target's budget are
+   * taken like a call's and held until the scope closes, the tier deadline bounds it (`Lease.expired`, and the
+   * operation's `cancel` on abandon), and the scope's exit counts toward the breakers. Streams, cursors, reserved
+   * connections and held transactions use it so that nothing escapes the project's limits.
+   */
+  readonly lease: {
+    (op: Operation<B>): Effect.Effect<Lease<B>, E | GuardError, Scope.Scope>
+    (op: Operation<B>, detail: ProtectionDetail): Effect.Effect<Lease<B>, E | GuardError | ProtectionError, Scope.Scope>
+  }
+  /** The current project's binding, for work that manages its own connection (subscriptions). */
   readonly binding: Effect.Effect<{ readonly binding: B; readonly project: ProjectHandle }, E | GuardError>
   /** Records a pool acquire time for the current project's engine and tier. */
   readonly recordAcquire: (project: ProjectHandle, seconds: number) => void

@@ -201,4 +201,27 @@ describe("Breaker rules", () => {
       assert.strictEqual(yield* tenancy.closeIdleConnections({ idleFor: 0 }), 1)
     }).pipe(H.provide())
   )
+
+  it.effect(
+    "12. a driver call that throws before sending (a caller's bad argument) is a definite failure, counted nowhere, not retried",
+    () =>
+      Effect.gen(function* () {
+        const { engine, tenancy, server, states } = yield* setup({ activeProbe: false })
+        for (let i = 0; i < 12; i++) {
+          const error = yield* engine
+            .run(
+              Fake.get,
+              () => {
+                server.calls++
+                throw new TypeError("key must be a string")
+              },
+              () => new Fake.FakeError({ kind: "down", sent: false })
+            )
+            .pipe(tenancy.withProject("acme"), Effect.flip)
+          assert.strictEqual(error._tag, "FakeError")
+        }
+        assert.strictEqual(server.calls, 12, "no retries")
+        assert.deepStrictEqual(yield* states, { project: "closed", target: "closed" })
+      }).pipe(H.provide())
+  )
 })

@@ -16,7 +16,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schedule from "effect/Schedule"
-import { type AttemptSignal, isWrite, type Operation } from "../Engine.ts"
+import { type AttemptSignal, type Classification, isWrite, type Operation } from "../Engine.ts"
 import {
   CircuitOpen,
   type GuardError,
@@ -45,6 +45,16 @@ const DONE = 3
 const UNTRACKED = 0
 const WAITING = 1
 const SENDING = 2
+
+// An engine's `classify` meets only its own errors, except through a lease, whose holder may fail with anything: an
+// error it cannot classify is the caller's (counts nowhere), never a crash of the guard.
+const classifySafely = (es: EngineState<any, any>, error: unknown): Classification => {
+  try {
+    return es.adapter.classify(error)
+  } catch {
+    return { infrastructure: false, errorType: "unknown", sent: true }
+  }
+}
 
 /**
  * Expected wait of a caller with `ahead` callers before it for `slots` busy slots: the rest of the running attempts
@@ -88,6 +98,14 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   resource: string | undefined = undefined
   /** Whether some attempt of the operation may have been applied (kept on the first attempt's call). */
   applied = false
+  /**
+   * For a lease (see `lease.ts`): completed with the guard's verdict when the lease's time is up (the deadline,
+   * shutdown). A lease is granted when it starts running; it ends when its holder's scope closes (`settle`).
+   */
+  expiry: Deferred.Deferred<never, GuardError> | undefined = undefined
+  granted = false
+  /** The attempt failed in this process before sending (see `threw`): not retried. */
+  local = false
   readonly g: TenancyState
   readonly pe: ProjectEngine<any, E>
   readonly op: Operation<any>
@@ -227,7 +245,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.es.active[pe.rt.tier.name]++
     g.inFlight++
     const key = pe.es.policy.attemptTimeoutMillis + this.extraMillis
-    if (t + key < this.deadline) {
+    // A lease (a stream, a reserved connection) is bounded by the deadline, not by one attempt's timeout.
+    if (t + key < this.deadline && this.expiry === undefined) {
       this.attemptBudget = "attempt"
       if (this.linked()) g.deadlines.cancel(this)
       g.deadlines.schedule(this, t + key, key)
@@ -240,6 +259,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.startedSum += startedAt
     pe.ts.running++
     pe.ts.startedSum += startedAt
+    if (this.expiry !== undefined) this.granted = true
     this.runner(pe, this)
   }
 
@@ -271,7 +291,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
       countError(g, pe, "defect")
       return this.finish(exit)
     }
-    const c = pe.es.adapter.classify(error.value)
+    const c = classifySafely(pe.es, error.value)
     pe.errorCount++
     countError(g, pe, c.errorType)
     this.record(t, c.infrastructure, c.infrastructure && c.shared !== false)
@@ -468,11 +488,41 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     )
   }
 
+  /**
+   * The driver call threw before returning a promise: nothing was sent, and what went wrong is in this process (a
+   * caller's bad argument, most likely). A definite failure, counted by no breaker and not retried.
+   */
+  threw(error: E) {
+    if (this.state !== RUNNING) return
+    const g = this.g
+    g.deadlines.cancel(this)
+    this.release()
+    this.releaseProbes()
+    this.pe.errorCount++
+    countError(g, this.pe, "caller")
+    this.local = true
+    this.finish(Effect.fail(error))
+  }
+
+  /** A lease's holder is done with it (its scope closed): record the outcome, free what it held. */
+  settle(exit: Exit.Exit<unknown, unknown>) {
+    if (this.state !== RUNNING) return
+    if (exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause)) return this.interrupt()
+    this.complete(exit as Exit.Exit<A, E>)
+  }
+
   private finish(effect: Effect.Effect<A, E | GuardError>) {
+    // A granted lease's verdict goes to its holder through `expiry` (its acquisition has long resumed).
+    if (this.expiry !== undefined && this.granted) {
+      this.state = DONE
+      if (Exit.isExit(effect) && effect._tag === "Failure")
+        Deferred.doneUnsafe(this.expiry, effect as Exit.Exit<never, GuardError>)
+      return
+    }
     this.state = DONE
     // The first attempt of an idempotent operation hands its failure to the retry loop; the success path
     // pays nothing for retries (no `Effect.catch` around every call).
-    if (this.retries && Exit.isExit(effect) && effect._tag === "Failure") {
+    if (this.retries && !this.local && Exit.isExit(effect) && effect._tag === "Failure") {
       const error = Cause.findErrorOption(effect.cause)
       if (error._tag === "Some") return this.resume(retryFrom<A, E>(this, error.value as E | GuardError))
     }

@@ -13,45 +13,17 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Tracer from "effect/Tracer"
-import { CurrentProject, type ProjectHandle } from "../CurrentProject.ts"
+import type { ProjectHandle } from "../CurrentProject.ts"
 import * as BreakerPolicy from "../BreakerPolicy.ts"
 import type { AttemptSignal, EngineAdapter, EngineHandle, Operation } from "../Engine.ts"
-import { type GuardError, type InvalidConfig, NoCurrentProject, type ProtectionError } from "../Errors.ts"
+import type { GuardError, InvalidConfig, ProtectionError } from "../Errors.ts"
 import { type ProtectionDetail, Protections } from "../Protections.ts"
-import * as ProjectId from "../ProjectId.ts"
 import { engineIndex } from "../Vocabulary.ts"
 import { attempt, type Runner } from "./call.ts"
 import { acquireCell, handlesOf, registerEngineGauges } from "./metricHandles.ts"
-import { acquireRuntime, ensureEngine } from "./runtimes.ts"
+import { lease } from "./lease.ts"
+import { resolve } from "./runtimes.ts"
 import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState, zeroPerTier } from "./state.ts"
-
-type Resolved<B, E> = ProjectEngine<B, E> | Effect.Effect<ProjectEngine<B, E>, E | GuardError>
-
-/**
- * The current project's (project, engine), or the Effect that makes it. A handle this service made and that is
- * still live is used as it is; anything else the fiber carries (a runtime evicted while a forked fiber outlived
- * its project's scope, a runtime of another tenancy service, a `ProjectHandle` built by hand) is looked up by its
- * id, so a call never runs on a closed or foreign runtime.
- *
- * @internal
- */
-export const resolve = <B, E>(g: TenancyState, fiber: Fiber.Fiber<any, any>, es: EngineState<B, E>): Resolved<B, E> => {
-  const handle = fiber.getRef(CurrentProject)
-  if (handle === undefined) return Effect.fail(new NoCurrentProject({ engine: es.engine }))
-  if (handle instanceof ProjectRuntime && handle.owner === g && !handle.closed) {
-    const pe = handle.engines[engineIndex[es.engine]] as ProjectEngine<B, E> | undefined
-    return pe !== undefined ? pe : ensureEngine(g, handle, es)
-  }
-  return Effect.flatMap(
-    Effect.mapError(ProjectId.decode(handle.id), () => new NoCurrentProject({ engine: es.engine })),
-    (id) =>
-      Effect.flatMap(acquireRuntime(g, id), (rt) => {
-        // Held only while the call runs (its bulkhead slot keeps the runtime from the sweeper).
-        rt.refs--
-        return ensureEngine(g, rt, es)
-      })
-  )
-}
 
 const spansOn = (g: TenancyState, fiber: Fiber.Fiber<any, any>): boolean =>
   g.settings.spans === "always" || (g.settings.spans === "auto" && fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer)
@@ -129,7 +101,7 @@ export const makeHandle = <B, E>(g: TenancyState, es: EngineState<B, E>): Engine
       try {
         promise = f(pe.binding, call)
       } catch (e) {
-        return call.complete(Exit.fail(mapError(e)))
+        return call.threw(mapError(e))
       }
       promise.then(
         (a) => call.complete(Exit.succeed(a)),
@@ -149,6 +121,7 @@ export const makeHandle = <B, E>(g: TenancyState, es: EngineState<B, E>): Engine
         child.addObserver((exit) => call.complete(exit))
       })
     )) as EngineHandle<B, E>["runEffect"],
+  lease: ((op: Operation<B>, detail?: ProtectionDetail) => lease(g, es, op, detail)) as EngineHandle<B, E>["lease"],
   binding: Effect.withFiber((fiber) => {
     const resolved = resolve(g, fiber, es)
     const out = (pe: ProjectEngine<B, E>) => ({ binding: pe.binding, project: pe.rt as ProjectHandle })

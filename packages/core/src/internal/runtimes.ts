@@ -14,9 +14,16 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import { CurrentProject, type ProjectHandle } from "../CurrentProject.ts"
-import { EngineNotConfigured, type InvalidProjectId, type ProjectNotFound } from "../Errors.ts"
+import {
+  EngineNotConfigured,
+  type GuardError,
+  type InvalidProjectId,
+  NoCurrentProject,
+  type ProjectNotFound
+} from "../Errors.ts"
 import * as ProjectId from "../ProjectId.ts"
 import { engineIndex, engines, type TierName } from "../Vocabulary.ts"
 import { FairBudget } from "./admission.ts"
@@ -146,6 +153,34 @@ export const ensureEngine = <B, E>(
   const shared = Effect.runSync(Effect.cached(create))
   rt.pending[i] = shared
   return shared
+}
+
+type Resolved<B, E> = ProjectEngine<B, E> | Effect.Effect<ProjectEngine<B, E>, E | GuardError>
+
+/**
+ * The current project's (project, engine), or the Effect that makes it. A handle this service made and that is
+ * still live is used as it is; anything else the fiber carries (a runtime evicted while a forked fiber outlived
+ * its project's scope, a runtime of another tenancy service, a `ProjectHandle` built by hand) is looked up by its
+ * id, so a call never runs on a closed or foreign runtime.
+ *
+ * @internal
+ */
+export const resolve = <B, E>(g: TenancyState, fiber: Fiber.Fiber<any, any>, es: EngineState<B, E>): Resolved<B, E> => {
+  const handle = fiber.getRef(CurrentProject)
+  if (handle === undefined) return Effect.fail(new NoCurrentProject({ engine: es.engine }))
+  if (handle instanceof ProjectRuntime && handle.owner === g && !handle.closed) {
+    const pe = handle.engines[engineIndex[es.engine]] as ProjectEngine<B, E> | undefined
+    return pe !== undefined ? pe : ensureEngine(g, handle, es)
+  }
+  return Effect.flatMap(
+    Effect.mapError(ProjectId.decode(handle.id), () => new NoCurrentProject({ engine: es.engine })),
+    (id) =>
+      Effect.flatMap(acquireRuntime(g, id), (rt) => {
+        // Held only while the call runs (its bulkhead slot keeps the runtime from the sweeper).
+        rt.refs--
+        return ensureEngine(g, rt, es)
+      })
+  )
 }
 
 const closeEngine = (g: TenancyState, pe: ProjectEngine<any, any>, reason: CloseReason): Effect.Effect<void> => {
