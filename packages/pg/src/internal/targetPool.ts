@@ -15,7 +15,6 @@
 import { createHash } from "node:crypto"
 import * as Net from "node:net"
 import * as PgPool from "@effect/sql-pg/PgPool"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -27,10 +26,11 @@ export interface PoolSettings {
   readonly multiplex: boolean
   readonly multiplexConcurrency: number
   readonly maxConnections: number
-  readonly idleTimeout: Duration.Input
-  readonly connectTimeout: Duration.Input
-  readonly connectionTTL: Duration.Input | undefined
-  readonly keepAlive: Duration.Input | undefined
+  /** Milliseconds (checked when the engine is built, like every duration below). */
+  readonly idleTimeout: number
+  readonly connectTimeout: number
+  readonly connectionTTL: number | undefined
+  readonly keepAlive: number | undefined
   readonly applicationName: string
   readonly tagTargets: boolean
   readonly prepare: boolean | undefined
@@ -221,9 +221,7 @@ export class TargetPool {
             host,
             port: target.port,
             noDelay: true,
-            ...(keepAlive !== undefined
-              ? { keepAlive: true, keepAliveInitialDelay: Duration.toMillis(Duration.fromInputUnsafe(keepAlive)) }
-              : {})
+            ...(keepAlive !== undefined ? { keepAlive: true, keepAliveInitialDelay: keepAlive } : {})
           })
           gen.sockets++
           socket.once("close", () => gen.sockets--)
