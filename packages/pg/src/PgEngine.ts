@@ -192,6 +192,8 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const tenancy = yield* Tenancy.Tenancy
   const tiers = yield* Tiers
   const scope = yield* Effect.scope
+  // Kept synchronous: a generation's pool is made by the first statement after a size change, inside that
+  // statement's path; what it opens belongs to the generation's scope, a child of the engine's.
   const runSync = Effect.runSyncWith(yield* Effect.context<never>())
   const settings = yield* settingsOf(options)
   const resizeMillis = yield* Durations.millis("postgres.resizeInterval", options?.resizeInterval, "1 second")

@@ -91,8 +91,11 @@ export class TargetPool {
   readonly settings: PoolSettings
   readonly applicationName: string
   readonly members = new Set<Member>()
+  /** The engine's scope: every generation's scope is a child of it, so closing the engine closes them all. */
   private readonly parent: Scope.Scope
+  /** Makes a generation's pool where `use` is called (synchronous, on the first statement of a new size). */
   private readonly runSync: <A, E>(effect: Effect.Effect<A, E>) => A
+  /** Closes a retired generation in a fiber of the engine's scope (`release` and `resize` are synchronous). */
   private readonly fork: (effect: Effect.Effect<void>) => void
   current: Generation | undefined = undefined
   readonly retired = new Set<Generation>()
