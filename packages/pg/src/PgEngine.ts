@@ -34,30 +34,24 @@
  *
  * @since 0.1.0
  */
-import * as PgClient from "@effect/sql-pg/PgClient"
-import type * as PgConnection from "@effect/sql-pg/PgConnection"
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
-import type { Connection } from "effect/sql/SqlConnection"
-import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
-import * as Statement from "effect/sql/Statement"
-import * as Stream from "effect/Stream"
-import { CurrentProject, type ProjectHandle } from "@tenantpool/core/CurrentProject"
-import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpool/core/Errors"
-import type { ProtectionDetail } from "@tenantpool/core/Protections"
-import type { Target } from "@tenantpool/core/Target"
-import * as Tenancy from "@tenantpool/core/Tenancy"
+import { SqlError } from "effect/sql/SqlError"
+import * as Durations from "@tenantpool/core/Durations"
 import type * as EngineContract from "@tenantpool/core/Engine"
+import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpool/core/Errors"
+import * as Tenancy from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as PgError from "./PgError.ts"
-import { cancelEpoch, makeConnection, reapAbandoned } from "./internal/pgConnection.ts"
+import { makeGuardedClient } from "./internal/pgClient.ts"
+import { makeOps } from "./internal/pgOperations.ts"
+import { type Binding as SessionBinding, runOn, type Sessions } from "./internal/pgSessions.ts"
 import { type Member, type PoolSettings, TargetPool, type TargetStats, targetTag } from "./internal/targetPool.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -113,12 +107,7 @@ export interface Options {
  * @category models
  * @since 0.1.0
  */
-export interface Binding {
-  readonly project: ProjectHandle
-  readonly target: Target
-  readonly pool: TargetPool
-  readonly member: Member
-}
+export interface Binding extends SessionBinding {}
 
 /**
  * Pool statistics of a project's PostgreSQL target: the spec's `size`/`available`/`pending`, and the counts behind
@@ -147,112 +136,8 @@ export interface TargetInfo {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Operations
-// ---------------------------------------------------------------------------------------------------------------
-
-/** The first keyword of a statement, lower-cased (after white space, comments and opening parentheses). */
-const keywordAt = (sql: string): string => {
-  const n = sql.length
-  let i = 0
-  while (i < n) {
-    const c = sql.charCodeAt(i)
-    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
-      i++
-    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
-      const end = sql.indexOf("\n", i)
-      i = end < 0 ? n : end + 1
-    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
-      const end = sql.indexOf("*/", i + 2)
-      i = end < 0 ? n : end + 2
-    } else {
-      break
-    }
-  }
-  let j = i
-  while (j < n && j - i < 10) {
-    const c = sql.charCodeAt(j) | 32
-    if (c < 97 || c > 122) break
-    j++
-  }
-  return sql.slice(i, j).toLowerCase()
-}
-
-/** `select` written in any case, at `i`, followed by a non-letter: the common case, decided without allocating. */
-const isSelectAt = (sql: string, i: number): boolean =>
-  (sql.charCodeAt(i) | 32) === 115 &&
-  (sql.charCodeAt(i + 1) | 32) === 101 &&
-  (sql.charCodeAt(i + 2) | 32) === 108 &&
-  (sql.charCodeAt(i + 3) | 32) === 101 &&
-  (sql.charCodeAt(i + 4) | 32) === 99 &&
-  (sql.charCodeAt(i + 5) | 32) === 116 &&
-  !((sql.charCodeAt(i + 6) | 32) >= 97 && (sql.charCodeAt(i + 6) | 32) <= 122)
-
-const ddl: ReadonlySet<string> = new Set([
-  "create",
-  "alter",
-  "drop",
-  "truncate",
-  "comment",
-  "grant",
-  "revoke",
-  "refresh",
-  "reindex",
-  "cluster",
-  "vacuum",
-  "analyze"
-])
-
-type Ops = ReturnType<typeof makeOps>
-
-const makeOps = (idempotentReads: boolean) => {
-  const op = (name: string, idempotent: boolean): EngineContract.Operation<Binding> => ({ name, idempotent })
-  return {
-    select: op("select", idempotentReads),
-    insert: op("insert", false),
-    update: op("update", false),
-    delete: op("delete", false),
-    merge: op("merge", false),
-    with: op("with", false),
-    copy: op("copy", false),
-    call: op("call", false),
-    ddl: op("ddl", false),
-    other: op("other", false),
-    transaction: op("transaction", false),
-    stream: op("stream", true),
-    reserve: op("reserve", true),
-    ping: op("ping", true)
-  }
-}
-
-const opFor = (ops: Ops, sql: string): EngineContract.Operation<Binding> => {
-  if (isSelectAt(sql, 0)) return ops.select
-  const keyword = keywordAt(sql)
-  switch (keyword) {
-    case "select":
-    case "values":
-    case "table":
-    case "show":
-      return ops.select
-    case "insert":
-    case "update":
-    case "delete":
-    case "merge":
-    case "with":
-    case "copy":
-    case "call":
-      return ops[keyword]
-  }
-  return ddl.has(keyword) ? ops.ddl : ops.other
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------------------------------------------
-
-/** The binding a transaction's attempt resolved; its connection is reserved from this binding's pool. */
-const ActiveBinding = Context.Reference<Binding | undefined>("@tenantpool/pg/PgEngine/ActiveBinding", {
-  defaultValue: () => undefined
-})
 
 /**
  * The PostgreSQL engine.
@@ -275,8 +160,27 @@ export class PgEngine extends Context.Service<
   }
 >()("@tenantpool/pg/PgEngine") {}
 
-const connectionError = (message: string, operation: string) =>
-  new SqlError({ reason: new ConnectionError({ cause: new Error(message), message, operation }) })
+/** The pool settings the options call for; a duration that is not one is an `InvalidConfig` naming the option. */
+const settingsOf = Effect.fnUntraced(function* (options: Options | undefined) {
+  const multiplex = options?.multiplex ?? true
+  const optional = (field: keyof Options, input: Duration.Input | undefined, allowZero = false) =>
+    input === undefined ? Effect.undefined : Durations.millis(`postgres.${field}`, input, input, { allowZero })
+  const settings: PoolSettings = {
+    multiplex,
+    multiplexConcurrency: Math.max(1, options?.multiplexConcurrency ?? 32),
+    maxConnections: Math.max(1, options?.maxConnections ?? 100),
+    idleTimeout: yield* Durations.millis("postgres.idleTimeout", options?.idleTimeout, "60 seconds"),
+    connectTimeout: yield* Durations.millis("postgres.connectTimeout", options?.connectTimeout, "5 seconds"),
+    connectionTTL: yield* optional("connectionTTL", options?.connectionTTL),
+    // Zero is Node's "the system's default delay".
+    keepAlive: yield* optional("keepAlive", options?.keepAlive, true),
+    applicationName: options?.applicationName ?? "tenantpool",
+    tagTargets: options?.tagTargets ?? true,
+    prepare: options?.prepare,
+    startupParameters: options?.startupParameters
+  }
+  return settings
+})
 
 /**
  * Registers the PostgreSQL engine with the tenancy service and builds the guarded `SqlClient`.
@@ -288,125 +192,27 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const tenancy = yield* Tenancy.Tenancy
   const tiers = yield* Tiers
   const scope = yield* Effect.scope
-  const context = yield* Effect.context<never>()
-  const runSync = Effect.runSyncWith(context)
-  const runFork = Effect.runForkWith(context)
-  const fork = (effect: Effect.Effect<void>) => {
+  // Kept synchronous: a generation's pool is made by the first statement after a size change, inside that
+  // statement's path; what it opens belongs to the generation's scope, a child of the engine's.
+  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
+  const settings = yield* settingsOf(options)
+  const resizeMillis = yield* Durations.millis("postgres.resizeInterval", options?.resizeInterval, "1 second")
+  // Background work started from synchronous code (closing a retired pool generation, stopping an abandoned
+  // statement) runs in fibers of this set: they belong to the engine's scope and are interrupted when it closes,
+  // after the pools (the set's finalizer is registered first, so it runs last).
+  const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+  const fork = (effect: Effect.Effect<void>): void => {
     runFork(effect)
   }
-
-  const multiplex = options?.multiplex ?? true
-  const multiplexConcurrency = Math.max(1, options?.multiplexConcurrency ?? 32)
-  const maxConnections = Math.max(1, options?.maxConnections ?? 100)
-  const settings: PoolSettings = {
-    multiplex,
-    multiplexConcurrency,
-    maxConnections,
-    idleTimeout: options?.idleTimeout ?? "60 seconds",
-    connectTimeout: options?.connectTimeout ?? "5 seconds",
-    connectionTTL: options?.connectionTTL,
-    keepAlive: options?.keepAlive,
-    applicationName: options?.applicationName ?? "tenantpool",
-    tagTargets: options?.tagTargets ?? true,
-    prepare: options?.prepare,
-    startupParameters: options?.startupParameters
-  }
+  const { multiplex, multiplexConcurrency, maxConnections } = settings
   const capacity = options?.targetCapacity ?? maxConnections * (multiplex ? multiplexConcurrency : 1)
-  const ops = makeOps(options?.idempotentReads ?? true)
+  const ops = makeOps<Binding>(options?.idempotentReads ?? true)
   const pools = new Map<string, TargetPool>()
-  const abandonError = connectionError("PgConnection: abandoned statement did not stop after cancel", "cancel")
-
-  // ---- statements on a binding (inside a guarded attempt) ----------------------------------------------------
-
-  const isCollateralCancel = (conn: PgConnection.PgConnection | undefined, epoch: number, error: SqlError) =>
-    conn !== undefined && cancelEpoch(conn) !== epoch && PgError.sqlState(error) === "57014"
-
-  /**
-   * Runs one statement on a connection borrowed for it. A statement canceled by a cancel meant for an abandoned
-   * statement ahead of it on a multiplexed connection runs once more (it was not applied).
-   */
-  const runOn = <A>(
-    b: Binding,
-    exec: (conn: PgConnection.PgConnection) => Effect.Effect<A, SqlError>,
-    retried = false
-  ): Effect.Effect<A, SqlError> =>
-    Effect.suspend(() => {
-      const tp = b.pool
-      const gen = tp.use()
-      if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "query"))
-      const started = performance.now()
-      let conn: PgConnection.PgConnection | undefined
-      let epoch = 0
-      tp.pending++
-      const once = gen.pool.use((c) => {
-        conn = c
-        tp.pending--
-        tp.inFlight++
-        handle.recordAcquire(b.project, (performance.now() - started) / 1000)
-        if (multiplex) epoch = cancelEpoch(c)
-        return exec(c)
-      })
-      // A finalizer, not a continuation: it must also run when the attempt is interrupted (timeout, caller gone).
-      const settled = Effect.onExit(once, (exit) => {
-        if (conn === undefined) tp.pending--
-        else tp.inFlight--
-        tp.release(gen)
-        // An interrupted statement on a multiplexed connection is only marked abandoned by sql-pg: stop it.
-        if (multiplex && conn !== undefined && exit._tag === "Failure" && Cause.hasInterrupts(exit.cause)) {
-          const c = conn
-          fork(reapAbandoned(c, () => gen.pool.invalidate(c), abandonError))
-        }
-        return Effect.void
-      })
-      if (!multiplex || retried) return settled
-      // Canceled by a cancel meant for an abandoned statement ahead of it: it was not applied, run it again.
-      return Effect.catchIf(
-        settled,
-        (error) => isCollateralCancel(conn, epoch, error),
-        () => runOn(b, exec, true)
-      )
-    })
-
-  /** A statement of another project on a transaction's connection is refused. */
-  const belongsTo = (project: ProjectHandle): Effect.Effect<void, SqlError> =>
-    Effect.withFiber((fiber) => {
-      const current = fiber.getRef(CurrentProject)
-      if (current === undefined || current.id === project.id) return Effect.void
-      const message = `PgEngine: a statement of project "${current.id}" ran on a connection reserved by project "${project.id}"`
-      return Effect.fail(new SqlError({ reason: new UnknownError({ cause: new Error(message), message }) }))
-    })
-
-  /** Reserves an exclusive connection of the binding's pool until the current scope closes. */
-  const reserveOn = (b: Binding): Effect.Effect<Connection, SqlError, Scope.Scope> =>
-    Effect.suspend(() => {
-      const tp = b.pool
-      const gen = tp.use()
-      if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "reserve"))
-      const started = performance.now()
-      // 0 waiting for a connection, 1 holding one, 2 settled.
-      let state = 0
-      const settle = Effect.sync(() => {
-        if (state === 0) tp.pending--
-        else if (state === 1) tp.reserved--
-        else return
-        state = 2
-        tp.release(gen)
-      })
-      tp.pending++
-      return Effect.acquireRelease(Effect.void, () => settle).pipe(
-        Effect.andThen(gen.pool.reserve),
-        Effect.map((pinned) => {
-          tp.pending--
-          tp.reserved++
-          state = 1
-          handle.recordAcquire(b.project, (performance.now() - started) / 1000)
-          return makeConnection(pinned, belongsTo(b.project))
-        }),
-        Effect.onError(() => settle)
-      )
-    })
-
-  // ---- registration --------------------------------------------------------------------------------------------
+  const sessions: Sessions = {
+    multiplex,
+    recordAcquire: (project, seconds) => handle.recordAcquire(project, seconds),
+    fork
+  }
 
   const handle = yield* tenancy.register<Binding, SqlError>({
     engine: "postgres",
@@ -436,103 +242,18 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             return b.pool.close()
           })
       ),
-    ping: (b) => Effect.asVoid(runOn(b, (conn) => conn.query("select 1"))),
+    ping: (b) => Effect.asVoid(runOn(sessions, b, (conn) => conn.query("select 1"))),
     stats: (b) => b.pool.stats()
   })
 
-  // ---- the guarded client --------------------------------------------------------------------------------------
-
-  // `detail` (the statement and its parameters) goes to the installed protections: rate limits, the SQL analyzer,
-  // the cost estimator (`@tenantpool/protections`); with none installed it costs one reference read.
-  const guarded = <A, R>(
-    op: EngineContract.Operation<Binding>,
-    f: (b: Binding) => Effect.Effect<A, SqlError, R>,
-    detail?: ProtectionDetail
-  ): Effect.Effect<A, SqlError, R> =>
-    Effect.mapError(
-      detail === undefined ? handle.runEffect(op, f) : handle.runEffect(op, f, undefined, detail),
-      (error) => PgError.toSqlError(error, op.name) as SqlError
-    )
-
-  const statement = <A>(
-    sql: string,
-    params: ReadonlyArray<unknown>,
-    exec: (conn: PgConnection.PgConnection) => Effect.Effect<A, SqlError>
-  ) => guarded(opFor(ops, sql), (b) => runOn(b, exec), { statement: sql, params })
-
-  type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
-  const rows = (conn: PgConnection.PgConnection, sql: string, params: ReadonlyArray<unknown>, prepare: boolean) =>
-    Effect.map(conn.query(sql, params, prepare), (result) => result.rows)
-  const transformed = (
-    effect: Effect.Effect<ReadonlyArray<any>, SqlError>,
-    transform: TransformRows
-  ): Effect.Effect<ReadonlyArray<any>, SqlError> => (transform === undefined ? effect : Effect.map(effect, transform))
-
-  // The connection every statement outside a transaction is handed: each call is one guarded operation.
-  const routing: Connection = {
-    execute: (sql, params, transform) =>
-      statement(sql, params, (c) => transformed(rows(c, sql, params, true), transform)),
-    executeUnprepared: (sql, params, transform) =>
-      statement(sql, params, (c) => transformed(rows(c, sql, params, false), transform)),
-    executeRaw: (sql, params) => statement(sql, params, (c) => c.query(sql, params)),
-    executeValues: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params)),
-    executeValuesUnprepared: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params, false)),
-    executeStream: (sql, params, transform) =>
-      Stream.unwrap(Effect.map(guarded(ops.stream, reserveOn), (conn) => conn.executeStream(sql, params, transform)))
-  }
-
-  const transactionAcquirer: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.withFiber((fiber) => {
-    const b = fiber.getRef(ActiveBinding)
-    return b !== undefined ? reserveOn(b) : guarded(ops.reserve, reserveOn)
+  const client = yield* makeGuardedClient({
+    handle,
+    ops,
+    sessions,
+    transformResultNames: options?.transformResultNames,
+    transformQueryNames: options?.transformQueryNames,
+    transformJson: options?.transformJson
   })
-
-  const commit = (conn: Connection): Effect.Effect<void, SqlError> =>
-    Effect.flatMap(conn.executeRaw("COMMIT", []) as Effect.Effect<PgConnection.Result, SqlError>, (result) =>
-      result.command === "ROLLBACK"
-        ? Effect.fail(
-            new SqlError({
-              reason: new UnknownError({
-                cause: new Error("COMMIT rolled back an aborted transaction"),
-                message: "PgEngine: COMMIT rolled back an aborted transaction",
-                operation: "commit"
-              })
-            })
-          )
-        : Effect.void
-    )
-
-  const client = yield* SqlClient.make({
-    acquirer: Effect.succeed(routing),
-    borrower: (f) => f(routing),
-    transactionAcquirer,
-    compiler: PgClient.makeCompiler(options?.transformQueryNames, options?.transformJson),
-    driver: "pg",
-    spanAttributes: [
-      ["db.system.name", "postgresql"],
-      ["tenantpool.engine", "postgres"]
-    ],
-    prepareTransactionControls: true,
-    commit,
-    releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
-    transformRows: options?.transformResultNames
-      ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
-      : undefined
-  })
-
-  // A top-level transaction is one guarded operation; a nested one is a savepoint on the same connection.
-  const inner = client.withTransaction
-  const withTransaction = <R, E, A>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-    Effect.withFiber((fiber) => {
-      if (Context.getOrUndefined(fiber.context, client.transactionService) !== undefined) return inner(effect)
-      return Effect.mapError(
-        handle.runEffect(
-          ops.transaction,
-          (b) => Effect.provideService(inner(effect), ActiveBinding, b) as unknown as Effect.Effect<A, SqlError, R>
-        ),
-        (error) => PgError.toSqlError(error, "transaction")
-      ) as Effect.Effect<A, E | SqlError, R>
-    })
-  Object.assign(client, { withTransaction })
 
   // ---- sizing --------------------------------------------------------------------------------------------------
 
@@ -542,13 +263,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const unlisten = tiers.onChange(resizeAll)
   yield* Effect.addFinalizer(() => Effect.sync(unlisten))
   // A project that moves to another tier (registry change) is seen here: its runtime's tier is live.
-  yield* Effect.forkIn(
-    Effect.repeat(
-      Effect.sync(resizeAll),
-      Schedule.spaced(Duration.fromInputUnsafe(options?.resizeInterval ?? "1 second"))
-    ),
-    scope
-  )
+  yield* Effect.forkIn(Effect.repeat(Effect.sync(resizeAll), Schedule.spaced(Duration.millis(resizeMillis))), scope)
   yield* Effect.addFinalizer(() =>
     Effect.suspend(() => {
       const all = [...pools.values()]
@@ -557,9 +272,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
     })
   )
 
-  // ---- the rest of the service -------------------------------------------------------------------------------
-
-  const ping = handle.runEffect(ops.ping, (b) => runOn(b, (conn) => conn.query("select 1")))
+  const ping = handle.runEffect(ops.ping, (b) => runOn(sessions, b, (conn) => conn.query("select 1")))
 
   return PgEngine.of({
     handle,

@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -15,6 +16,9 @@ import { ProjectNotFound } from "@tenantpool/core/Errors"
 import * as ProjectId from "@tenantpool/core/ProjectId"
 import { ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
+import * as PlatformAdmin from "../src/PlatformAdmin.ts"
+import * as PlatformRecorder from "../src/PlatformRecorder.ts"
+import * as PlatformRegistry from "../src/PlatformRegistry.ts"
 import * as PlatformStore from "../src/PlatformStore.ts"
 import * as Fx from "./fixtures/Engine.ts"
 import * as Px from "./fixtures/Platform.ts"
@@ -284,6 +288,55 @@ describe("PlatformStore", () => {
           )
         )
       )
+    })
+  )
+
+  it.live(
+    "the registry, the admin and the recorder are provided one by one; an admin write reaches subscribers at once",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* Px.platformDatabase("store_services")
+        yield* Effect.gen(function* () {
+          const registry = yield* PlatformRegistry.PlatformRegistry
+          const admin = yield* PlatformAdmin.PlatformAdmin
+          const recorder = yield* PlatformRecorder.PlatformRecorder
+          assert.strictEqual(yield* ProjectRegistry, registry.registry, "ProjectRegistry is the platform registry")
+          const announced: Array<string> = []
+          const unsubscribe = registry.registry.subscribe((id) => announced.push(id))
+          yield* admin.registerProject({ id: "solo", tier: "STARTER" })
+          assert.deepStrictEqual(announced, ["solo"], "announced without waiting for a poll (polling is off)")
+          unsubscribe()
+          assert.strictEqual((yield* registry.registry.lookup(pid("solo"))).tier, "STARTER")
+          recorder.logEvent({ projectId: "solo", engine: "postgres", type: "pool_created" })
+          yield* recorder.flush
+          assert.strictEqual((yield* recorder.stats).written.events, 1)
+        }).pipe(
+          Effect.provide(PlatformStore.layer({ url: Redacted.make(db.appUrl), keys: Px.keys(), pollInterval: 0 }))
+        )
+      })
+  )
+
+  it.live("a duration option that is not one fails the layers with InvalidConfig naming it", () =>
+    Effect.gen(function* () {
+      const db = yield* Px.platformDatabase("store_options")
+      const base = { url: Redacted.make(db.appUrl), keys: Px.keys() }
+      const cases: ReadonlyArray<readonly [string, Partial<PlatformStore.Options>]> = [
+        ["platform.connectTimeout", { connectTimeout: -1 }],
+        ["platform.pollInterval", { pollInterval: "every so often" as Duration.Input }],
+        ["platform.lookupTimeout", { lookupTimeout: 0 }],
+        ["platform.cache.ttl", { cache: { ttl: Number.NaN } }],
+        ["platform.flushInterval", { flushInterval: -5 }]
+      ]
+      for (const [field, options] of cases) {
+        const error = yield* Effect.flip(Layer.build(PlatformStore.layer({ ...base, ...options })))
+        assert.strictEqual(error._tag, "InvalidConfig")
+        assert.strictEqual(error._tag === "InvalidConfig" ? error.field : undefined, field)
+      }
+      const recorder = PlatformStore.layerRecorder({ metricsInterval: "hourly" as Duration.Input }).pipe(
+        Layer.provide(Px.stack(base))
+      )
+      const error = yield* Effect.flip(Layer.build(recorder))
+      assert.strictEqual(error._tag === "InvalidConfig" ? error.field : error._tag, "platform.metricsInterval")
     })
   )
 })

@@ -117,24 +117,27 @@ const hasAbandonedInFlight = (view: MuxView): boolean => {
 /**
  * Stops the abandoned statements of a multiplexed session on the server (see the module comment). `giveUp` runs
  * when they do not stop within 5 s (the engine invalidates the session in its pool). Runs once per session at a
- * time; a no-op for exclusive sessions, whose abandoned statements sql-pg cancels itself.
+ * time; a no-op for exclusive sessions, whose abandoned statements sql-pg cancels itself. The engine runs it in
+ * a fiber of its scope, so shutdown interrupts it.
  */
 export const reapAbandoned = (
   conn: PgConnection.PgConnection,
   giveUp: (error: SqlError) => Effect.Effect<void>,
   error: SqlError
 ): Effect.Effect<void> =>
-  Effect.suspend(() => {
+  Effect.clockWith((clock) => {
     const view = muxView(conn)
     if (view === undefined) return giveUp(error)
     if (!view.multiplex || view.pinned || reaping.has(conn)) return Effect.void
     reaping.add(conn)
-    const started = Date.now()
+    // The clock service, not Date.now(): this runs after an interruption, off the statement path, and its waits
+    // are `Effect.sleep`s, so a test clock drives the whole of it.
+    const started = clock.currentTimeMillisUnsafe()
     let target: PipelineEntry | undefined
     let sentAt = 0
     const step: Effect.Effect<void> = Effect.suspend(() => {
       if (view.deadWith !== undefined || !hasAbandonedInFlight(view)) return Effect.void
-      const now = Date.now()
+      const now = clock.currentTimeMillisUnsafe()
       if (now - started > giveUpMillis) {
         view.fatal(error)
         return giveUp(error)

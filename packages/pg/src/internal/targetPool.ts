@@ -15,7 +15,6 @@
 import { createHash } from "node:crypto"
 import * as Net from "node:net"
 import * as PgPool from "@effect/sql-pg/PgPool"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
@@ -27,10 +26,11 @@ export interface PoolSettings {
   readonly multiplex: boolean
   readonly multiplexConcurrency: number
   readonly maxConnections: number
-  readonly idleTimeout: Duration.Input
-  readonly connectTimeout: Duration.Input
-  readonly connectionTTL: Duration.Input | undefined
-  readonly keepAlive: Duration.Input | undefined
+  /** Milliseconds (checked when the engine is built, like every duration below). */
+  readonly idleTimeout: number
+  readonly connectTimeout: number
+  readonly connectionTTL: number | undefined
+  readonly keepAlive: number | undefined
   readonly applicationName: string
   readonly tagTargets: boolean
   readonly prepare: boolean | undefined
@@ -91,8 +91,11 @@ export class TargetPool {
   readonly settings: PoolSettings
   readonly applicationName: string
   readonly members = new Set<Member>()
+  /** The engine's scope: every generation's scope is a child of it, so closing the engine closes them all. */
   private readonly parent: Scope.Scope
+  /** Makes a generation's pool where `use` is called (synchronous, on the first statement of a new size). */
   private readonly runSync: <A, E>(effect: Effect.Effect<A, E>) => A
+  /** Closes a retired generation in a fiber of the engine's scope (`release` and `resize` are synchronous). */
   private readonly fork: (effect: Effect.Effect<void>) => void
   current: Generation | undefined = undefined
   readonly retired = new Set<Generation>()
@@ -221,9 +224,7 @@ export class TargetPool {
             host,
             port: target.port,
             noDelay: true,
-            ...(keepAlive !== undefined
-              ? { keepAlive: true, keepAliveInitialDelay: Duration.toMillis(Duration.fromInputUnsafe(keepAlive)) }
-              : {})
+            ...(keepAlive !== undefined ? { keepAlive: true, keepAliveInitialDelay: keepAlive } : {})
           })
           gen.sockets++
           socket.once("close", () => gen.sockets--)

@@ -1,0 +1,121 @@
+/**
+ * What a statement is, for the guard: the operation its first keyword names. Reads (`select`, `values`, `table`,
+ * `show`) are idempotent and retried on infrastructure errors; everything else is not, and a failure after sending
+ * becomes `UnknownOutcome`. Decided for every statement, so the common `select` is recognised without allocating.
+ *
+ * @since 0.1.0
+ */
+import type * as EngineContract from "@tenantpool/core/Engine"
+
+/** The operations of the engine, one static description each (the guard labels metrics and spans with them). */
+export interface Ops<B> {
+  readonly select: EngineContract.Operation<B>
+  readonly insert: EngineContract.Operation<B>
+  readonly update: EngineContract.Operation<B>
+  readonly delete: EngineContract.Operation<B>
+  readonly merge: EngineContract.Operation<B>
+  readonly with: EngineContract.Operation<B>
+  readonly copy: EngineContract.Operation<B>
+  readonly call: EngineContract.Operation<B>
+  readonly ddl: EngineContract.Operation<B>
+  readonly other: EngineContract.Operation<B>
+  readonly transaction: EngineContract.Operation<B>
+  readonly stream: EngineContract.Operation<B>
+  readonly reserve: EngineContract.Operation<B>
+  readonly ping: EngineContract.Operation<B>
+}
+
+/** The operations, with reads idempotent or not (`idempotentReads`). */
+export const makeOps = <B>(idempotentReads: boolean): Ops<B> => {
+  const op = (name: string, idempotent: boolean): EngineContract.Operation<B> => ({ name, idempotent })
+  return {
+    select: op("select", idempotentReads),
+    insert: op("insert", false),
+    update: op("update", false),
+    delete: op("delete", false),
+    merge: op("merge", false),
+    with: op("with", false),
+    copy: op("copy", false),
+    call: op("call", false),
+    ddl: op("ddl", false),
+    other: op("other", false),
+    transaction: op("transaction", false),
+    stream: op("stream", true),
+    reserve: op("reserve", true),
+    ping: op("ping", true)
+  }
+}
+
+/** The first keyword of a statement, lower-cased (after white space, comments and opening parentheses). */
+export const keywordAt = (sql: string): string => {
+  const n = sql.length
+  let i = 0
+  while (i < n) {
+    const c = sql.charCodeAt(i)
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
+      i++
+    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
+      const end = sql.indexOf("\n", i)
+      i = end < 0 ? n : end + 1
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
+      const end = sql.indexOf("*/", i + 2)
+      i = end < 0 ? n : end + 2
+    } else {
+      break
+    }
+  }
+  let j = i
+  while (j < n && j - i < 10) {
+    const c = sql.charCodeAt(j) | 32
+    if (c < 97 || c > 122) break
+    j++
+  }
+  return sql.slice(i, j).toLowerCase()
+}
+
+/** `select` written in any case, at `i`, followed by a non-letter: the common case, decided without allocating. */
+const isSelectAt = (sql: string, i: number): boolean =>
+  (sql.charCodeAt(i) | 32) === 115 &&
+  (sql.charCodeAt(i + 1) | 32) === 101 &&
+  (sql.charCodeAt(i + 2) | 32) === 108 &&
+  (sql.charCodeAt(i + 3) | 32) === 101 &&
+  (sql.charCodeAt(i + 4) | 32) === 99 &&
+  (sql.charCodeAt(i + 5) | 32) === 116 &&
+  !((sql.charCodeAt(i + 6) | 32) >= 97 && (sql.charCodeAt(i + 6) | 32) <= 122)
+
+const ddl: ReadonlySet<string> = new Set([
+  "create",
+  "alter",
+  "drop",
+  "truncate",
+  "comment",
+  "grant",
+  "revoke",
+  "refresh",
+  "reindex",
+  "cluster",
+  "vacuum",
+  "analyze"
+])
+
+/** The operation a statement is. */
+export const opFor = <B>(ops: Ops<B>, sql: string): EngineContract.Operation<B> => {
+  if (isSelectAt(sql, 0)) return ops.select
+  const keyword = keywordAt(sql)
+  switch (keyword) {
+    case "select":
+    case "values":
+    case "table":
+    case "show":
+      return ops.select
+    case "insert":
+    case "update":
+    case "delete":
+    case "merge":
+    case "with":
+    case "copy":
+    case "call":
+      return ops[keyword]
+  }
+  return ddl.has(keyword) ? ops.ddl : ops.other
+}
