@@ -137,14 +137,14 @@ describe("PgEngine cancellation", () => {
       )
   )
 
-  it.live("a read that times out is retried within the deadline and then fails with Timeout", () =>
+  it.live("a read that runs to its attempt timeout fails with Timeout, is cancelled, and is not retried", () =>
     Effect.gen(function* () {
       const { id, sql, tenancy, sleeping, asProject } = yield* setup("cancel-retry")
       const error = yield* PgError.unwrapGuardErrors(sql`select pg_sleep(10)`.pipe(asProject)).pipe(Effect.flip)
       assert.instanceOf(error, Timeout)
       assert.strictEqual((error as Timeout).budget, "attempt")
       const [meta] = (yield* tenancy.connections).filter((c) => c.projectId === id)
-      assert.isAtLeast(meta!.errorCount, 2, "the first attempt and at least one retry timed out")
+      assert.strictEqual(meta!.errorCount, 1, "a statement that ran to its timeout has shown it is slow: no retry")
       yield* Fx.eventually(
         "no attempt left running",
         Effect.map(sleeping, (n) => n === 0),
