@@ -74,12 +74,14 @@ import {
 } from "mongodb"
 import * as Redacted from "effect/Redacted"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
-import type { GuardError } from "@tenantpool/core/Errors"
+import * as Durations from "@tenantpool/core/Durations"
+import type { GuardError, InvalidConfig } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import type { Target } from "@tenantpool/core/Target"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import type { AttemptSignal, Classification, EngineHandle, Operation, PoolStats } from "@tenantpool/core/Engine"
-import { type TierName, tierNames, Tiers } from "@tenantpool/core/Tier"
+import { Tiers } from "@tenantpool/core/Tier"
+import { tierRank } from "@tenantpool/core/Vocabulary"
 import { crossDatabaseStage, writesOutput } from "./internal/pipeline.ts"
 import { type Binding, type Capabilities, Flight, Generation, SharedTarget, trackCursor } from "./internal/shared.ts"
 import { classify, driverErrorOf, fromUnknown, MongoError, refused } from "./MongoError.ts"
@@ -99,15 +101,15 @@ export interface Options {
   readonly maxPoolSize?: number | undefined
   /** Connections a target's pool keeps open (default 0; see the module documentation). */
   readonly minPoolSize?: number | undefined
-  /** How long an unused pooled connection is kept (default 1 minute). */
+  /** How long an unused pooled connection is kept (default 1 minute; 0: no limit). */
   readonly maxIdleTime?: Duration.Input | undefined
   /** Connections a pool may be establishing at once (default 2, the CMAP default: no reconnect storms). */
   readonly maxConnecting?: number | undefined
-  /** How long a driver call may wait for a pooled connection before failing (default 5 seconds). */
+  /** How long a driver call may wait for a pooled connection before failing (default 5 seconds; 0: no limit). */
   readonly waitQueueTimeout?: Duration.Input | undefined
   /** How long a driver call may wait for a usable server (default 5 seconds). */
   readonly serverSelectionTimeout?: Duration.Input | undefined
-  /** Bound of establishing one connection, handshake included (default 5 seconds). */
+  /** Bound of establishing one connection, handshake included (default 5 seconds; 0: no limit). */
   readonly connectTimeout?: Duration.Input | undefined
   /** How often the driver checks each server (default: the driver's, 10 seconds). */
   readonly heartbeatFrequency?: Duration.Input | undefined
@@ -119,7 +121,10 @@ export interface Options {
   readonly appName?: string | undefined
   /** Bound of `healthCheck` (default 2 seconds). */
   readonly healthCheckTimeout?: Duration.Input | undefined
-  /** How long a replaced client may keep serving the work it started before it is closed (default 10 minutes). */
+  /**
+   * How long a replaced client may keep serving the work it started before it is closed (default 10 minutes; 0: it
+   * is closed at once).
+   */
   readonly retireTimeout?: Duration.Input | undefined
 }
 
@@ -384,16 +389,37 @@ const cancelAbandoned = (b: Binding) => {
   }
 }
 
-const tierRank: Readonly<Record<TierName, number>> = Object.fromEntries(tierNames.map((t, i) => [t, i])) as Record<
-  TierName,
-  number
->
-
 // MongoDB-wire servers that reject `maxTimeMS` on a command answer FailedToParse about it before executing anything.
 const rejectsMaxTime = (e: unknown): boolean =>
   (e as { code?: unknown })?.code === 9 && /maxTimeMS/.test(String((e as { message?: unknown })?.message))
 
-const millisOf = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+// The driver's own options, durations checked (zero means "no limit" to the driver where it is allowed).
+const clientOptions = Effect.fnUntraced(function* (options: Options | undefined) {
+  const zero = { allowZero: true }
+  const heartbeat = options?.heartbeatFrequency
+  return {
+    appName: options?.appName ?? "tenantpool",
+    maxIdleTimeMS: yield* Durations.millis("mongodb.maxIdleTime", options?.maxIdleTime, "1 minute", zero),
+    maxConnecting: options?.maxConnecting ?? 2,
+    waitQueueTimeoutMS: yield* Durations.millis(
+      "mongodb.waitQueueTimeout",
+      options?.waitQueueTimeout,
+      "5 seconds",
+      zero
+    ),
+    serverSelectionTimeoutMS: yield* Durations.millis(
+      "mongodb.serverSelectionTimeout",
+      options?.serverSelectionTimeout,
+      "5 seconds"
+    ),
+    connectTimeoutMS: yield* Durations.millis("mongodb.connectTimeout", options?.connectTimeout, "5 seconds", zero),
+    retryReads: false,
+    ...(heartbeat !== undefined
+      ? { heartbeatFrequencyMS: yield* Durations.millis("mongodb.heartbeatFrequency", heartbeat, heartbeat) }
+      : {}),
+    ...(options?.retryWrites !== undefined ? { retryWrites: options.retryWrites } : {})
+  } satisfies MongoClientOptions
+})
 
 // The key a client is shared by: the target's key, plus the database when it is the implicit authSource (a user
 // defined in that database authenticates there, so the same user name in another database is another identity).
@@ -461,21 +487,15 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
     const cap = Math.max(1, options?.maxPoolSize ?? 100)
     const minPool = Math.max(0, options?.minPoolSize ?? 0)
     const capacity = options?.targetCapacity ?? cap
-    const healthTimeout = Duration.fromInputUnsafe(options?.healthCheckTimeout ?? "2 seconds")
-    const retireMillis = millisOf(options?.retireTimeout ?? "10 minutes")
-    const baseOptions: MongoClientOptions = {
-      appName: options?.appName ?? "tenantpool",
-      maxIdleTimeMS: millisOf(options?.maxIdleTime ?? "1 minute"),
-      maxConnecting: options?.maxConnecting ?? 2,
-      waitQueueTimeoutMS: millisOf(options?.waitQueueTimeout ?? "5 seconds"),
-      serverSelectionTimeoutMS: millisOf(options?.serverSelectionTimeout ?? "5 seconds"),
-      connectTimeoutMS: millisOf(options?.connectTimeout ?? "5 seconds"),
-      retryReads: false,
-      ...(options?.heartbeatFrequency !== undefined
-        ? { heartbeatFrequencyMS: millisOf(options.heartbeatFrequency) }
-        : {}),
-      ...(options?.retryWrites !== undefined ? { retryWrites: options.retryWrites } : {})
-    }
+    const healthTimeout = yield* Durations.millis(
+      "mongodb.healthCheckTimeout",
+      options?.healthCheckTimeout,
+      "2 seconds"
+    )
+    const retireMillis = yield* Durations.millis("mongodb.retireTimeout", options?.retireTimeout, "10 minutes", {
+      allowZero: true
+    })
+    const baseOptions = yield* clientOptions(options)
     const shared = new Map<string, SharedTarget>()
     // Clients taken out of service that still serve work they started (closed when drained, or at shutdown).
     const retiredAll = new Set<Generation>()
@@ -1346,8 +1366,8 @@ export const make = (options?: Options | undefined) => makeWith(defaultFactory, 
  * @category layers
  * @since 0.1.0
  */
-export const layer = (options?: Options | undefined): Layer.Layer<MongoEngine, never, Tenancy | Tiers> =>
-  Layer.effect(MongoEngine, Effect.orDie(make(options)))
+export const layer = (options?: Options | undefined): Layer.Layer<MongoEngine, InvalidConfig, Tenancy | Tiers> =>
+  Layer.effect(MongoEngine, make(options))
 
 /**
  * The MongoDB engine as a layer, with a driver factory (tests use it to monitor what the driver sends).
@@ -1358,5 +1378,4 @@ export const layer = (options?: Options | undefined): Layer.Layer<MongoEngine, n
 export const layerWith = (
   factory: ClientFactory,
   options?: Options | undefined
-): Layer.Layer<MongoEngine, never, Tenancy | Tiers> =>
-  Layer.effect(MongoEngine, Effect.orDie(makeWith(factory, options)))
+): Layer.Layer<MongoEngine, InvalidConfig, Tenancy | Tiers> => Layer.effect(MongoEngine, makeWith(factory, options))
