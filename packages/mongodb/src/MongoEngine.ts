@@ -806,14 +806,6 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
     const pick = (ops: readonly [Op, Op], o: WriteGuardOptions | undefined) => ops[o?.idempotent === true ? 1 : 0]
 
     // ---- cursor streams ------------------------------------------------------------------------------------
-    const closeCursor = (cursor: AbstractCursor | undefined): Promise<void> => {
-      if (cursor === undefined || cursor.closed) return Promise.resolve()
-      return Promise.race([
-        cursor.close().catch(() => undefined),
-        new Promise<void>((resolve) => setTimeout(resolve, 2_000).unref())
-      ])
-    }
-
     const cursorStream = <A, R, D>(
       op: Op,
       name: string,
@@ -829,23 +821,26 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
           const s = binding.shared
           const gen = s.gen
           gen.inflight++
-          let cursor: AbstractCursor<Document> | undefined
-          let controller = new AbortController()
+          const sc = new StreamCursor()
+          // The first batch's signal drops a `find` still waiting for a connection (and closes its cursor); a
+          // getMore is never aborted (see StreamCursor), so later batches get a signal nothing listens to.
+          let first = new AbortController()
+          const later = new AbortController()
           let delivered = false
           let done = false
-          yield* Effect.addFinalizer(() =>
-            Effect.promise(() => closeCursor(cursor)).pipe(Effect.ensuring(Effect.sync(() => release(gen))))
-          )
+          yield* Effect.addFinalizer(() => sc.close.pipe(Effect.ensuring(Effect.sync(() => release(gen)))))
           const fetch = (b: Binding, attempt: AttemptSignal): Promise<Array<Document>> => {
             if (!delivered) {
               // First batch (or its retry after an abandoned attempt, whose cursor the abort closed).
-              controller = new AbortController()
-              cursor = trackCursor(gen, open(collectionOf(b, gen, name), controller.signal))
+              first = new AbortController()
+              sc.cursor = trackCursor(gen, open(collectionOf(b, gen, name), first.signal))
             }
-            const c = cursor!
-            const flight = begin(b, attempt, controller, gen)
-            return c.hasNext().then(
+            const c = sc.cursor!
+            const flight = begin(b, attempt, delivered ? later : first, gen)
+            const batch = (sc.batch = c.hasNext())
+            return batch.then(
               (more) => {
+                sc.batch = undefined
                 end(flight)
                 const docs = more ? c.readBufferedDocuments() : []
                 delivered = true
@@ -853,6 +848,7 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
                 return docs
               },
               (e: unknown) => {
+                sc.batch = undefined
                 end(flight)
                 throw fromUnknown(delivered ? "getMore" : op.name, e, b.shared.secrets)
               }
@@ -1343,6 +1339,44 @@ const callersError: Classification = { infrastructure: false, errorType: "other"
 
 const crossDatabase = (operation: string, stage: string) =>
   refused(operation, "forbidden", `${stage} reaches another database; a project's pipelines stay in its own database`)
+
+/**
+ * A stream's cursor, closed once and only when no batch of it is on its way.
+ *
+ * The driver cleans a cursor up again when a batch arrives for a cursor being closed, and that second clean-up ends
+ * the cursor's session: a killCursors still waiting for a connection then fails unsent, and the server keeps the
+ * cursor for its idle timeout. So an abandoned batch (its attempt timed out, the reader was interrupted) is left to
+ * finish, and the cursor is closed after it; the stream's finalizer waits for that close (at most 2 seconds, after
+ * which it completes on its own) so that once a stream has stopped, the server has answered the kill.
+ */
+class StreamCursor {
+  cursor: AbstractCursor | undefined = undefined
+  /** The batch on its way, if any. */
+  batch: Promise<unknown> | undefined = undefined
+  private closing: Promise<void> | undefined = undefined
+  readonly close: Effect.Effect<void> = Effect.suspend(() =>
+    Effect.asVoid(
+      Effect.timeoutOption(
+        Effect.promise(() => this.start()),
+        "2 seconds"
+      )
+    )
+  )
+  private start(): Promise<void> {
+    if (this.closing === undefined) {
+      const close = () => {
+        const cursor = this.cursor
+        // A cursor the server ran out of was closed by the driver, without a kill.
+        return cursor === undefined || cursor.closed ? undefined : cursor.close()
+      }
+      this.closing = (this.batch ?? Promise.resolve()).then(close, close).then(
+        () => undefined,
+        () => undefined
+      )
+    }
+    return this.closing
+  }
+}
 
 // A transaction body failed with its own error (or a defect): carried through the driver's retry loop unchanged.
 class BodyFailed {
