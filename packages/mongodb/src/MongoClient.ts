@@ -20,6 +20,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
@@ -182,16 +183,10 @@ export const make = (
     const close = Effect.suspend(() => {
       if (closed) return Effect.void
       closed = true
-      return Effect.gen(function* () {
-        yield* registry.remove(id)
-        // The tenancy service frees the project's runtime as soon as its work has drained.
-        const deadline = Date.now() + 10_000
-        while (Date.now() < deadline) {
-          const live = yield* tenancy.connections
-          if (!live.some((c) => c.projectId === id)) return
-          yield* Effect.sleep("10 millis")
-        }
-      })
+      // The tenancy service frees the project's runtime as soon as its work has drained: wait for that (bounded).
+      const freed = Effect.map(tenancy.connections, (live) => !live.some((c) => c.projectId === id))
+      const waited = Effect.repeat(freed, { until: (gone) => gone, schedule: Schedule.spaced("10 millis") })
+      return Effect.andThen(registry.remove(id), Effect.asVoid(Effect.timeoutOption(waited, "10 seconds")))
     })
     yield* Effect.addFinalizer(() => close)
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

@@ -117,6 +117,33 @@ describe("MongoEngine cursor streams", () => {
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
   })
 
+  it.live("interrupting a reader while its batch is on the way returns once the server has killed the cursor", () => {
+    const rec = Fx.recording()
+    return Effect.gen(function* () {
+      const server = yield* Servers.acquirePrivate("mongodb")
+      yield* Effect.addFinalizer(() => Effect.ignore(Servers.resume(server)))
+      const observer = yield* Fx.raw(server.url)
+      const { db, mongo, items, as } = yield* setup("midbatch", server.url, observer)
+      let n = 0
+      const reader = yield* as(
+        items.stream({}, { batchSize: 5 }).pipe(
+          // Past the first batch: the next pull is a getMore, sent to a server that does not answer yet.
+          Stream.tap(() => (n++ === 5 ? Servers.pause(server).pipe(Effect.orDie) : Effect.void)),
+          Stream.runDrain
+        )
+      ).pipe(Effect.forkChild)
+      yield* Fx.eventually(
+        "the second getMore is on its way",
+        Effect.sync(() => rec.commands.filter((c) => c.name === "getMore").length === 2)
+      )
+      // The cursor can be killed once that batch is answered, when the server runs again.
+      yield* Effect.forkChild(Effect.andThen(Effect.sleep("300 millis"), Servers.resume(server)))
+      yield* Fiber.interrupt(reader)
+      assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0, "the driver has closed the cursor")
+      assert.isFalse(yield* cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), "the server killed it")
+    }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
+  })
+
   it.live("a stream that runs to its end leaves no cursor and sends no killCursors", () => {
     const rec = Fx.recording()
     return Effect.gen(function* () {

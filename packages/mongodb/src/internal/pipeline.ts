@@ -7,6 +7,7 @@
  * @internal
  */
 import type { Document } from "mongodb"
+import { type MongoError, refused } from "../MongoError.ts"
 
 const isObject = (value: unknown): value is Document => typeof value === "object" && value !== null
 
@@ -45,3 +46,15 @@ export const crossDatabaseStage = (pipeline: ReadonlyArray<unknown>, database: s
 /** Whether the pipeline writes its output (`$out` or `$merge`): running it twice is then not harmless. @internal */
 export const writesOutput = (pipeline: ReadonlyArray<unknown>): boolean =>
   pipeline.some((stage) => isObject(stage) && ("$out" in stage || "$merge" in stage))
+
+/** The refusal of an aggregation that reaches another database, if it does. @internal */
+export const crossDatabaseRefusal = (pipeline: ReadonlyArray<unknown>, database: string): MongoError | undefined => {
+  const stage = crossDatabaseStage(pipeline, database)
+  return stage === undefined
+    ? undefined
+    : refused(
+        "aggregate",
+        "forbidden",
+        `${stage} reaches another database; a project's pipelines stay in its own database`
+      )
+}

@@ -1,0 +1,214 @@
+/**
+ * The collections of a project's MongoDB database as the engine hands them out: every operation of a
+ * `MongoCollection` runs for the current project, in its database, through the guard; a `TransactionCollection`
+ * runs inside one guarded transaction. `MongoEngine` re-exports these models.
+ *
+ * @since 0.1.0
+ */
+import type * as Effect from "effect/Effect"
+import type * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import type {
+  AggregateOptions,
+  AnyBulkWriteOperation,
+  BulkWriteOptions,
+  BulkWriteResult,
+  CountDocumentsOptions,
+  CreateIndexesOptions,
+  DeleteOptions,
+  DeleteResult,
+  DistinctOptions,
+  Document,
+  Filter,
+  FindOneAndUpdateOptions,
+  FindOneOptions,
+  FindOptions,
+  Flatten,
+  IndexDescription,
+  IndexSpecification,
+  InsertManyResult,
+  InsertOneOptions,
+  InsertOneResult,
+  OptionalUnlessRequiredId,
+  ReplaceOptions,
+  UpdateFilter,
+  UpdateOptions,
+  UpdateResult,
+  WithId,
+  WithoutId
+} from "mongodb"
+import type { GuardError } from "@tenantpool/core/Errors"
+import type { MongoError } from "./MongoError.ts"
+
+/**
+ * Options every write takes: `idempotent` declares that running it twice is harmless (a `$set` to fixed values, a
+ * replace), which lets the guard retry it after an infrastructure error. Off by default.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface WriteGuardOptions {
+  readonly idempotent?: boolean | undefined
+}
+
+/**
+ * A schema whose encoded side is a document: results of a collection made with it are decoded with it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type DocumentSchema = Schema.Codec<any, Document, any, any>
+
+type Fail = MongoError | GuardError
+
+/**
+ * The operations on one collection of the current project's database. `T` is the stored document type, `A` what
+ * reads return (`WithId<T>`, or the schema's type when the collection was made with a schema), `R` and `D` the
+ * schema's decoding services and error.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D = never> {
+  readonly name: string
+  readonly insertOne: (
+    document: OptionalUnlessRequiredId<T>,
+    options?: InsertOneOptions & WriteGuardOptions
+  ) => Effect.Effect<InsertOneResult<T>, Fail>
+  readonly insertMany: (
+    documents: ReadonlyArray<OptionalUnlessRequiredId<T>>,
+    options?: BulkWriteOptions & WriteGuardOptions
+  ) => Effect.Effect<InsertManyResult<T>, Fail>
+  readonly findOne: (filter?: Filter<T>, options?: FindOneOptions) => Effect.Effect<A | null, Fail | D, R>
+  /** `find` read to the end, as an array (filter, projection, sort, skip, limit in the options). */
+  readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<A>, Fail | D, R>
+  /**
+   * `find` as a stream: one guarded operation per batch; the cursor is closed when the stream ends, fails or is
+   * interrupted. Pass `maxTimeMS` to bound the cursor's total server time.
+   */
+  readonly stream: (filter?: Filter<T>, options?: FindOptions) => Stream.Stream<A, Fail | D, R>
+  readonly countDocuments: (filter?: Filter<T>, options?: CountDocumentsOptions) => Effect.Effect<number, Fail>
+  readonly distinct: <K extends keyof WithId<T> & string>(
+    key: K,
+    filter?: Filter<T>,
+    options?: DistinctOptions
+  ) => Effect.Effect<Array<Flatten<WithId<T>[K]>>, Fail>
+  readonly updateOne: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: UpdateOptions & WriteGuardOptions
+  ) => Effect.Effect<UpdateResult<T>, Fail>
+  readonly updateMany: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: UpdateOptions & WriteGuardOptions
+  ) => Effect.Effect<UpdateResult<T>, Fail>
+  readonly replaceOne: (
+    filter: Filter<T>,
+    replacement: WithoutId<T>,
+    options?: ReplaceOptions & WriteGuardOptions
+  ) => Effect.Effect<UpdateResult<T>, Fail>
+  readonly findOneAndUpdate: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: FindOneAndUpdateOptions & WriteGuardOptions
+  ) => Effect.Effect<A | null, Fail | D, R>
+  readonly deleteOne: (
+    filter?: Filter<T>,
+    options?: DeleteOptions & WriteGuardOptions
+  ) => Effect.Effect<DeleteResult, Fail>
+  readonly deleteMany: (
+    filter?: Filter<T>,
+    options?: DeleteOptions & WriteGuardOptions
+  ) => Effect.Effect<DeleteResult, Fail>
+  readonly bulkWrite: (
+    operations: ReadonlyArray<AnyBulkWriteOperation<T>>,
+    options?: BulkWriteOptions & WriteGuardOptions
+  ) => Effect.Effect<BulkWriteResult, Fail>
+  /**
+   * An aggregation read to the end. Stages that reach another database (`$out`/`$merge` into one, Atlas-style
+   * `$lookup` from one) are refused; a pipeline with `$out`/`$merge` is not retried. With `schema`, results are
+   * decoded with it.
+   */
+  readonly aggregate: {
+    <B extends Document = Document>(
+      pipeline: ReadonlyArray<Document>,
+      options?: AggregateOptions
+    ): Effect.Effect<Array<B>, Fail>
+    <S extends Schema.Top>(
+      pipeline: ReadonlyArray<Document>,
+      options: AggregateOptions & { readonly schema: S }
+    ): Effect.Effect<Array<S["Type"]>, Fail | Schema.SchemaError, S["DecodingServices"]>
+  }
+  /** An aggregation as a stream (see `stream`). */
+  readonly aggregateStream: {
+    <B extends Document = Document>(
+      pipeline: ReadonlyArray<Document>,
+      options?: AggregateOptions
+    ): Stream.Stream<B, Fail>
+    <S extends Schema.Top>(
+      pipeline: ReadonlyArray<Document>,
+      options: AggregateOptions & { readonly schema: S }
+    ): Stream.Stream<S["Type"], Fail | Schema.SchemaError, S["DecodingServices"]>
+  }
+  readonly createIndex: (index: IndexSpecification, options?: CreateIndexesOptions) => Effect.Effect<string, Fail>
+  readonly createIndexes: (
+    indexes: ReadonlyArray<IndexDescription>,
+    options?: CreateIndexesOptions
+  ) => Effect.Effect<Array<string>, Fail>
+  readonly listIndexes: () => Effect.Effect<Array<Document>, Fail>
+  readonly dropIndex: (name: string) => Effect.Effect<void, Fail>
+}
+
+/**
+ * A collection inside a transaction: its operations run on the transaction's session, inside the one guarded
+ * `transaction` operation (they take no admission slot of their own).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TransactionCollection<T extends Document> {
+  readonly name: string
+  readonly insertOne: (document: OptionalUnlessRequiredId<T>) => Effect.Effect<InsertOneResult<T>, MongoError>
+  readonly insertMany: (
+    documents: ReadonlyArray<OptionalUnlessRequiredId<T>>
+  ) => Effect.Effect<InsertManyResult<T>, MongoError>
+  readonly findOne: (filter?: Filter<T>, options?: FindOneOptions) => Effect.Effect<WithId<T> | null, MongoError>
+  readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<WithId<T>>, MongoError>
+  readonly countDocuments: (filter?: Filter<T>) => Effect.Effect<number, MongoError>
+  readonly updateOne: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: UpdateOptions
+  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  readonly updateMany: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: UpdateOptions
+  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  readonly replaceOne: (
+    filter: Filter<T>,
+    replacement: WithoutId<T>,
+    options?: ReplaceOptions
+  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  readonly findOneAndUpdate: (
+    filter: Filter<T>,
+    update: UpdateFilter<T> | ReadonlyArray<Document>,
+    options?: FindOneAndUpdateOptions
+  ) => Effect.Effect<WithId<T> | null, MongoError>
+  readonly deleteOne: (filter?: Filter<T>) => Effect.Effect<DeleteResult, MongoError>
+  readonly deleteMany: (filter?: Filter<T>) => Effect.Effect<DeleteResult, MongoError>
+  readonly aggregate: <B extends Document = Document>(
+    pipeline: ReadonlyArray<Document>
+  ) => Effect.Effect<Array<B>, MongoError>
+}
+
+/**
+ * What a transaction body gets: the project's collections bound to the transaction's session.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MongoTransaction {
+  readonly collection: <T extends Document = Document>(name: string) => TransactionCollection<T>
+}
