@@ -1,10 +1,13 @@
 /**
  * The spec's eight metrics, on Effect's Metric API, with bounded labels.
  *
- * Default labels: `database_type`, `tier`, and per metric `status`, `operation`, `error_type` or `scope`.
- * The spec's `project_id` label is opt-in (`MetricsOptions.projectLabel`); when on, at most `maxProjectSeries`
- * projects get their own series at a time, the rest share `project_id="_other"`, and a project's series are
- * removed when it is evicted. Gauges are read when metrics are exported (no per-call gauge writes).
+ * Default labels: `database_type`, `tier`, and per metric `status`, `operation`, `error_type` or `scope`
+ * (`circuit_breaker_state` has `scope="project"` and `scope="target"` series: a target's breaker is shared by its
+ * projects and never summed with theirs). The spec's `project_id` label is opt-in (`MetricsOptions.projectLabel`):
+ * when on, counters and gauges carry it, at most `maxProjectSeries` projects get their own series at a time, the
+ * rest share `project_id="_other"`, each project is counted in exactly one series (sums never double-count), and a
+ * project's series are removed when it is evicted; histograms stay per tier. Gauges are read when metrics are
+ * exported (no per-call gauge writes).
  *
  * @since 0.1.0
  */
@@ -106,21 +109,54 @@ export const acquireDuration = Metric.histogram("db_connection_acquire_duration_
 })
 
 /**
+ * The eight metric families: name, Prometheus type and help text. The exporter declares each from the first
+ * scrape, before any traffic, so dashboards and `absent()` alerts can rely on them.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const families: ReadonlyArray<{
+  readonly name: string
+  readonly type: "counter" | "gauge" | "histogram"
+  readonly description: string
+}> = [
+  { name: "db_active_connections", type: "gauge", description: "Operations currently holding a database connection" },
+  {
+    name: "db_pool_size",
+    type: "gauge",
+    description: "Connection pool statistics (status = total | available | pending)"
+  },
+  {
+    name: "circuit_breaker_state",
+    type: "gauge",
+    description: "Circuit breaker state (0 = closed, 1 = half-open, 2 = open)"
+  },
+  {
+    name: "db_queries_total",
+    type: "counter",
+    description: "Database operations executed (status = success | error)"
+  },
+  { name: "db_errors_total", type: "counter", description: "Database errors encountered, by error_type" },
+  {
+    name: "circuit_breaker_open_total",
+    type: "counter",
+    description: "Number of times a circuit breaker opened"
+  },
+  { name: "db_query_duration_seconds", type: "histogram", description: "Database operation duration in seconds" },
+  {
+    name: "db_connection_acquire_duration_seconds",
+    type: "histogram",
+    description: "Time to acquire a connection from the pool in seconds"
+  }
+]
+
+/**
  * The eight metric names, as exported.
  *
  * @category constants
  * @since 0.1.0
  */
-export const names: ReadonlyArray<string> = [
-  "db_active_connections",
-  "db_pool_size",
-  "circuit_breaker_state",
-  "db_queries_total",
-  "db_errors_total",
-  "circuit_breaker_open_total",
-  "db_query_duration_seconds",
-  "db_connection_acquire_duration_seconds"
-]
+export const names: ReadonlyArray<string> = families.map((f) => f.name)
 
 /**
  * Label options.

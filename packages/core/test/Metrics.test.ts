@@ -97,7 +97,7 @@ describe("Metrics", () => {
       const expected: Record<string, ReadonlyArray<string>> = {
         db_active_connections: ["database_type", "tier"],
         db_pool_size: ["database_type", "tier", "status"],
-        circuit_breaker_state: ["database_type", "tier"],
+        circuit_breaker_state: ["database_type", "tier", "scope"],
         db_queries_total: ["database_type", "tier", "status"],
         db_errors_total: ["database_type", "tier", "error_type"],
         circuit_breaker_open_total: ["database_type", "tier", "scope"],
@@ -217,7 +217,8 @@ describe("Metrics", () => {
       const samples = parse(text)
       assert.sameMembers(
         [...new Set(samples.flatMap((s) => (s.labels.project_id === undefined ? [] : [s.labels.project_id])))],
-        ids
+        [...ids, "_other"],
+        "each project's own series, and the (zero) aggregate of projects beyond the budget"
       )
     }).pipe(withRegistry({ metrics: { projectLabel: true } }))
   )

@@ -10,10 +10,11 @@
  */
 import { createServer } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type * as Effect from "effect/Effect"
-import { HttpRouter } from "effect/http"
+import * as Effect from "effect/Effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Layer from "effect/Layer"
 import { PrometheusMetrics } from "effect/observability"
+import * as Metrics from "@tenantpool/core/Metrics"
 
 /**
  * Options of the exporter.
@@ -35,10 +36,15 @@ export interface Options {
  * @since 0.1.0
  */
 export const layerRoute = (options?: Options | undefined): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
-  PrometheusMetrics.layerHttp({
-    path: options?.path ?? "/metrics",
-    ...(options?.prefix !== undefined ? { prefix: options.prefix } : {})
-  })
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const router = yield* HttpRouter.HttpRouter
+      const page = Effect.map(render(options), (body) =>
+        HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+      )
+      yield* router.add("GET", options?.path ?? "/metrics", page)
+    })
+  )
 
 /**
  * The exporter on a port of its own (its own HTTP server, no request logging).
@@ -54,10 +60,25 @@ export const layerServer = (
   ) as Layer.Layer<never, unknown>
 
 /**
- * The current metrics as Prometheus text (what the route serves).
+ * The current metrics as Prometheus text (what the route serves): Effect's exposition of the registry, plus the
+ * declaration (`# HELP`, `# TYPE`) of any of the eight families that has no series yet, so that every family is
+ * there from the first scrape.
  *
  * @category accessors
  * @since 0.1.0
  */
 export const render = (options?: Pick<Options, "prefix"> | undefined): Effect.Effect<string> =>
-  PrometheusMetrics.format(options?.prefix !== undefined ? { prefix: options.prefix } : undefined)
+  Effect.map(
+    PrometheusMetrics.format(options?.prefix !== undefined ? { prefix: options.prefix } : undefined),
+    (text) => {
+      // The same prefix as Effect's formatter writes (invalid characters become `_`).
+      const prefix = options?.prefix ? `${options.prefix.replace(/[^a-zA-Z0-9_:]/g, "_").replace(/_+/g, "_")}_` : ""
+      let out = text
+      for (const family of Metrics.families) {
+        const name = prefix + family.name
+        if (out.includes(`# TYPE ${name} `)) continue
+        out += `# HELP ${name} ${family.description}\n# TYPE ${name} ${family.type}\n`
+      }
+      return out
+    }
+  )

@@ -14,7 +14,7 @@ import { freePort, request, startApp } from "./fixtures/app.ts"
 const expected: ReadonlyArray<readonly [name: string, labels: ReadonlyArray<string>]> = [
   ["db_active_connections", ["database_type", "tier"]],
   ["db_pool_size", ["database_type", "tier", "status"]],
-  ["circuit_breaker_state", ["database_type", "tier"]],
+  ["circuit_breaker_state", ["database_type", "scope", "tier"]],
   ["db_queries_total", ["database_type", "tier", "status"]],
   ["db_errors_total", ["database_type", "tier", "error_type"]],
   ["circuit_breaker_open_total", ["database_type", "tier", "scope"]],

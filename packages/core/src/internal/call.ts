@@ -242,7 +242,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     }
     this.state = RUNNING
     pe.running++
-    pe.es.active[pe.rt.tier.name]++
+    pe.agg.active++
     g.inFlight++
     const key = pe.es.policy.attemptTimeoutMillis + this.extraMillis
     // A lease (a stream, a reserved connection) is bounded by the deadline, not by one attempt's timeout.
@@ -276,10 +276,9 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.ts.ewmaMillis = pe.ts.ewmaMillis === 0 ? elapsed : pe.ts.ewmaMillis + (elapsed - pe.ts.ewmaMillis) * 0.05
     pe.queryCount++
     pe.lastUsed = t
-    const h = handlesOf(pe)
-    durationCell(g, h, this.op.name).observe(elapsed / 1000)
+    durationCell(g, pe, this.op.name).observe(elapsed / 1000)
     if (exit._tag === "Success") {
-      okCell(g, h).n++
+      okCell(g, handlesOf(pe)).n++
       this.record(t, false, false)
       return this.finish(exit)
     }
@@ -429,7 +428,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.startedSum -= this.startedAt
     pe.ts.running--
     pe.ts.startedSum -= this.startedAt
-    pe.es.active[pe.rt.tier.name]--
+    pe.agg.active--
     if (--g.inFlight === 0 && g.drained !== undefined) Deferred.doneUnsafe(g.drained, Exit.void)
     pe.ts.budget.release()
     pe.bulkhead.release(pe.rt.tier.limits.maxConcurrent)

@@ -20,10 +20,10 @@ import type { GuardError, InvalidConfig, ProtectionError } from "../Errors.ts"
 import { type ProtectionDetail, Protections } from "../Protections.ts"
 import { engineIndex } from "../Vocabulary.ts"
 import { attempt, type Runner } from "./call.ts"
-import { acquireCell, handlesOf, registerEngineGauges } from "./metricHandles.ts"
+import { acquireCell, registerEngineGauges } from "./metricHandles.ts"
 import { lease } from "./lease.ts"
 import { resolve } from "./runtimes.ts"
-import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState, zeroPerTier } from "./state.ts"
+import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState, aggregatesPerTier } from "./state.ts"
 
 const spansOn = (g: TenancyState, fiber: Fiber.Fiber<any, any>): boolean =>
   g.settings.spans === "always" || (g.settings.spans === "auto" && fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer)
@@ -130,7 +130,7 @@ export const makeHandle = <B, E>(g: TenancyState, es: EngineState<B, E>): Engine
   recordAcquire: (project, seconds) => {
     if (!(project instanceof ProjectRuntime) || project.owner !== g) return
     const pe = project.engines[engineIndex[es.engine]]
-    if (pe !== undefined) acquireCell(g, handlesOf(pe)).observe(seconds)
+    if (pe !== undefined) acquireCell(g, pe).observe(seconds)
   }
 })
 
@@ -151,11 +151,11 @@ export const registerEngine = <B, E>(
       adapter,
       policy,
       targets: new Map(),
-      active: zeroPerTier(),
-      open: zeroPerTier(),
-      halfOpen: zeroPerTier(),
+      aggregates: aggregatesPerTier(),
+      targetBreakers: aggregatesPerTier(),
       shared: {},
-      overflow: {}
+      overflow: {},
+      histograms: {}
     }
     g.engines[engineIndex[adapter.engine]] = es
     registerEngineGauges(g, es)

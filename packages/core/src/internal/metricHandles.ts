@@ -3,8 +3,10 @@
  * labeled project is evicted. Counters and histograms are plain cells (`series.ts`) read at scrape time; gauges
  * are registered with a `get` hook over the state, so nothing is written per call for them.
  *
- * Labels: `database_type` and `tier` always; `project_id` only when the project label is on and the project got
- * one of the `maxProjectSeries` slots (the rest share `project_id="_other"`). See `Metrics.ts`.
+ * Labels: `database_type` and `tier` always; with the project label on, counters and gauges also carry
+ * `project_id` — the project's own for the first `maxProjectSeries` projects, `_other` for the rest — and each
+ * project is counted in exactly one series, so sums never count it twice. Histograms stay per tier (a histogram
+ * per project costs its buckets times its operations in every scrape). See `Metrics.ts`.
  *
  * @internal
  */
@@ -12,7 +14,15 @@ import * as Metric from "effect/Metric"
 import * as Metrics from "../Metrics.ts"
 import { type Engine, type TierName, tierNames } from "../Vocabulary.ts"
 import { CounterCell, HistogramCell } from "./series.ts"
-import type { EngineState, MetricHandles, ProjectEngine, ProjectRuntime, TenancyState } from "./state.ts"
+import type {
+  Aggregate,
+  EngineState,
+  HistogramHandles,
+  MetricHandles,
+  ProjectEngine,
+  ProjectRuntime,
+  TenancyState
+} from "./state.ts"
 
 const makeHandles = (engine: Engine, tier: TierName, projectId: string | undefined): MetricHandles => ({
   attrs:
@@ -20,13 +30,16 @@ const makeHandles = (engine: Engine, tier: TierName, projectId: string | undefin
   ok: undefined,
   error: undefined,
   openTotal: undefined,
-  acquire: undefined,
-  duration: new Map(),
   errors: new Map()
 })
 
-const hasOwnSeries = (rt: ProjectRuntime): boolean =>
+/** Whether a project has series of its own (the label is on and it got a slot). @internal */
+export const hasOwnSeries = (rt: ProjectRuntime): boolean =>
   rt.labelSlot !== undefined && rt.labelSlot !== Metrics.overflowProject
+
+const histogramsOf = (es: EngineState<any, any>, tier: TierName): HistogramHandles =>
+  es.histograms[tier] ??
+  (es.histograms[tier] = { attrs: { database_type: es.engine, tier }, acquire: undefined, duration: new Map() })
 
 /** Gives a new runtime its `project_id` label slot, or the overflow value once the budget is spent. @internal */
 export const assignLabel = (g: TenancyState, rt: ProjectRuntime): void => {
@@ -67,12 +80,15 @@ const errorCell = (g: TenancyState, h: MetricHandles): CounterCell =>
 export const openTotalCell = (g: TenancyState, h: MetricHandles): CounterCell =>
   (h.openTotal ??= new CounterCell(Metrics.circuitBreakerOpenTotal, { ...h.attrs, scope: "project" }, g.context))
 
-/** `db_connection_acquire_duration_seconds`. @internal */
-export const acquireCell = (g: TenancyState, h: MetricHandles): HistogramCell =>
-  (h.acquire ??= new HistogramCell(Metrics.acquireDuration, Metrics.durationBoundaries, h.attrs, g.context))
+/** `db_connection_acquire_duration_seconds`, per engine and tier. @internal */
+export const acquireCell = (g: TenancyState, pe: ProjectEngine<any, any>): HistogramCell => {
+  const h = histogramsOf(pe.es, pe.rt.tier.name)
+  return (h.acquire ??= new HistogramCell(Metrics.acquireDuration, Metrics.durationBoundaries, h.attrs, g.context))
+}
 
-/** `db_query_duration_seconds{operation}`. @internal */
-export const durationCell = (g: TenancyState, h: MetricHandles, op: string): HistogramCell => {
+/** `db_query_duration_seconds{operation}`, per engine and tier. @internal */
+export const durationCell = (g: TenancyState, pe: ProjectEngine<any, any>, op: string): HistogramCell => {
+  const h = histogramsOf(pe.es, pe.rt.tier.name)
   let m = h.duration.get(op)
   if (m === undefined) {
     m = new HistogramCell(Metrics.queryDuration, Metrics.durationBoundaries, { ...h.attrs, operation: op }, g.context)
@@ -96,13 +112,10 @@ export const countError = (g: TenancyState, pe: ProjectEngine<any, any>, errorTy
 /** Registers a labeled project's gauges (its active operations and its breaker). @internal */
 export const registerProjectGauges = (g: TenancyState, pe: ProjectEngine<any, any>): void => {
   if (!hasOwnSeries(pe.rt)) return
-  const project = pe.rt.labelSlot!
-  const engine = pe.es.engine
+  const attrs = { database_type: pe.es.engine, tier: pe.rt.tier.name, project_id: pe.rt.labelSlot! }
   pe.gauges = [
-    gauge(g, Metrics.activeConnections, { database_type: engine, tier: pe.rt.tier.name, project_id: project }, () => {
-      return pe.running
-    }),
-    gauge(g, Metrics.circuitBreakerState, { database_type: engine, project_id: project }, () => pe.breaker.state)
+    gauge(g, Metrics.activeConnections, attrs, () => pe.running),
+    gauge(g, Metrics.circuitBreakerState, { ...attrs, scope: "project" }, () => pe.breaker.state)
   ]
 }
 
@@ -113,22 +126,42 @@ export const removeProjectSeries = (pe: ProjectEngine<any, any>): void => {
   const h = pe.handles
   pe.handles = undefined
   if (h === undefined || h.attrs.project_id === undefined || h.attrs.project_id === Metrics.overflowProject) return
-  for (const cell of [h.ok, h.error, h.openTotal, h.acquire, ...h.duration.values(), ...h.errors.values()]) {
+  for (const cell of [h.ok, h.error, h.openTotal, ...h.errors.values()]) {
     cell?.registration.remove()
   }
 }
 
-/** Registers an engine's per-tier gauges: active operations, breaker state (worst), pool sizes. @internal */
+/**
+ * Registers an engine's per-tier series: the aggregate gauges (active operations and the worst project breaker of
+ * the projects without series of their own; target breakers; pool sizes), and zero-valued counters and the acquire
+ * histogram, so that dashboards and `absent()` alerts see every family from the first scrape.
+ *
+ * @internal
+ */
 export const registerEngineGauges = (g: TenancyState, es: EngineState<any, any>): void => {
+  const other = g.settings.projectLabel ? { project_id: Metrics.overflowProject } : {}
   for (const tier of tierNames) {
     const attrs = { database_type: es.engine, tier }
-    gauge(g, Metrics.activeConnections, attrs, () => es.active[tier])
-    gauge(g, Metrics.circuitBreakerState, attrs, () => (es.open[tier] > 0 ? 2 : es.halfOpen[tier] > 0 ? 1 : 0))
+    const agg = es.aggregates[tier]
+    const targets = es.targetBreakers[tier]
+    gauge(g, Metrics.activeConnections, { ...attrs, ...other }, () => agg.active)
+    gauge(g, Metrics.circuitBreakerState, { ...attrs, ...other, scope: "project" }, () => worst(agg))
+    gauge(g, Metrics.circuitBreakerState, { ...attrs, scope: "target" }, () => worst(targets))
     for (const status of ["total", "available", "pending"] as const) {
       gauge(g, Metrics.poolSize, { ...attrs, status }, () => poolStat(es, tier, status))
     }
+    const h = g.settings.projectLabel
+      ? (es.overflow[tier] ??= makeHandles(es.engine, tier, Metrics.overflowProject))
+      : (es.shared[tier] ??= makeHandles(es.engine, tier, undefined))
+    okCell(g, h)
+    errorCell(g, h)
+    openTotalCell(g, h)
+    const hist = histogramsOf(es, tier)
+    hist.acquire ??= new HistogramCell(Metrics.acquireDuration, Metrics.durationBoundaries, hist.attrs, g.context)
   }
 }
+
+const worst = (agg: Aggregate): number => (agg.open > 0 ? 2 : agg.halfOpen > 0 ? 1 : 0)
 
 /** Counts a target breaker's opening (`circuit_breaker_open_total{scope="target"}`). @internal */
 export const countTargetOpen = (g: TenancyState, engine: Engine, tier: TierName): void =>

@@ -29,7 +29,7 @@ import { engineIndex, engines, type TierName } from "../Vocabulary.ts"
 import { FairBudget } from "./admission.ts"
 import { type Breaker, HALF_OPEN, OPEN } from "./breaker.ts"
 import { Call } from "./call.ts"
-import { assignLabel, registerProjectGauges, releaseLabel, removeProjectSeries } from "./metricHandles.ts"
+import { assignLabel, hasOwnSeries, registerProjectGauges, releaseLabel, removeProjectSeries } from "./metricHandles.ts"
 import {
   type CloseReason,
   type EngineState,
@@ -38,7 +38,7 @@ import {
   TargetState,
   type TenancyState
 } from "./state.ts"
-import { forgetBreaker, moveBreaker, projectBreaker, targetBreaker } from "./transitions.ts"
+import { forgetBreaker, moveAggregate, projectBreaker, targetBreaker } from "./transitions.ts"
 
 // ---- runtimes ----------------------------------------------------------------------------------------------------
 
@@ -137,6 +137,7 @@ export const ensureEngine = <B, E>(
       es.targets.set(target.key, ts)
     }
     const pe = new ProjectEngine<B, E>(rt, es, ts, target, exit.value, scope, g.now())
+    if (!hasOwnSeries(rt)) pe.agg = es.aggregates[rt.tier.name]
     pe.breaker = projectBreaker(g, pe)
     ts.users.add(pe)
     rt.engines[i] = pe
@@ -188,10 +189,10 @@ const closeEngine = (g: TenancyState, pe: ProjectEngine<any, any>, reason: Close
   pe.closed = true
   const { es, ts } = pe
   ts.users.delete(pe)
-  forgetBreaker(es, pe.rt.tier.name, pe.breaker)
+  forgetBreaker(pe.agg, pe.breaker)
   removeProjectSeries(pe)
   if (ts.users.size === 0) {
-    forgetBreaker(es, ts.tier(), ts.breaker)
+    forgetBreaker(es.targetBreakers[ts.breakerTier], ts.breaker)
     es.targets.delete(ts.key)
   }
   g.events.emit({
@@ -322,16 +323,14 @@ const onRegistryChange = (g: TenancyState, id: string): void => {
 }
 
 const changeTier = (g: TenancyState, rt: ProjectRuntime, to: TierName) => {
-  const from = rt.tier.name
+  rt.tier = g.tiers.get(to)
   for (const pe of rt.engines) {
     if (pe === undefined) continue
-    moveBreaker(pe.es, pe.breaker, from, to)
-    pe.es.active[from] -= pe.running
-    pe.es.active[to] += pe.running
+    if (!hasOwnSeries(rt)) moveAggregate(pe, pe.es.aggregates[to])
+    // Series carry the tier: the project's own are made again under the new one.
     removeProjectSeries(pe)
     registerProjectGauges(g, pe)
   }
-  rt.tier = g.tiers.get(to)
   // A higher limit admits queued waiters now, as a raised tier limit does.
   const limit = rt.tier.limits.maxConcurrent
   for (const pe of rt.engines) if (pe !== undefined && pe.bulkhead.queue.length > 0) pe.bulkhead.drain(limit)

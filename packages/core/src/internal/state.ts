@@ -84,24 +84,42 @@ export interface EngineState<B, E> {
   readonly adapter: EngineAdapter<B, E>
   readonly policy: BreakerPolicy
   readonly targets: Map<string, TargetState>
-  /** Per tier: operations running, breakers open, breakers half-open (read by the aggregate gauges). */
-  readonly active: Record<TierName, number>
-  readonly open: Record<TierName, number>
-  readonly halfOpen: Record<TierName, number>
-  /** Metric series shared by unlabeled projects, and by projects beyond the labeled-series budget. */
+  /**
+   * Per tier, the projects without series of their own (all of them when the project label is off, those beyond
+   * the labeled-series budget when it is on): running operations and project breakers, read by the aggregate
+   * gauges. A labeled project counts only in its own series, so no sum counts a project twice.
+   */
+  readonly aggregates: Record<TierName, Aggregate>
+  /** Per tier (the highest tier among a target's users), the target breakers open and half-open. */
+  readonly targetBreakers: Record<TierName, Aggregate>
+  /** Counter series shared by unlabeled projects (label off), and by projects beyond the budget (`_other`). */
   readonly shared: Partial<Record<TierName, MetricHandles>>
   readonly overflow: Partial<Record<TierName, MetricHandles>>
+  /** Histograms, per tier only (a histogram per project would multiply a scrape by its buckets). */
+  readonly histograms: Partial<Record<TierName, HistogramHandles>>
 }
 
-/** The metric series one (project, engine) writes to, made on first use. @internal */
+/** Running operations and breakers in the open / half-open state, counted for one gauge series. @internal */
+export interface Aggregate {
+  active: number
+  open: number
+  halfOpen: number
+}
+
+/** The counter series one (project, engine) writes to, made on first use. @internal */
 export interface MetricHandles {
   readonly attrs: Readonly<Record<string, string>>
   ok: CounterCell | undefined
   error: CounterCell | undefined
   openTotal: CounterCell | undefined
+  readonly errors: Map<string, CounterCell>
+}
+
+/** The histograms of one (engine, tier). @internal */
+export interface HistogramHandles {
+  readonly attrs: Readonly<Record<string, string>>
   acquire: HistogramCell | undefined
   readonly duration: Map<string, HistogramCell>
-  readonly errors: Map<string, CounterCell>
 }
 
 /** A live target of an engine: its shared budget, its breaker, the (project, engine) pairs using it. @internal */
@@ -113,6 +131,8 @@ export class TargetState {
   breaker!: Breaker
   readonly users = new Set<ProjectEngine<any, any>>()
   healthy: boolean | undefined = undefined
+  /** The tier under which the breaker's state is counted now (`EngineState.targetBreakers`). */
+  breakerTier: TierName = "FREE"
   /** Mean attempt duration (0 until the first completes), attempts running, and the sum of their start times. */
   ewmaMillis = 0
   running = 0
@@ -204,6 +224,8 @@ export class ProjectEngine<B, E> {
   closed = false
   handles: MetricHandles | undefined = undefined
   gauges: Array<{ remove(): void }> | undefined = undefined
+  /** Where its running operations and breaker state are counted (its tier's aggregate, or its own). */
+  agg: Aggregate = { active: 0, open: 0, halfOpen: 0 }
   constructor(
     rt: ProjectRuntime,
     es: EngineState<B, E>,
@@ -227,8 +249,13 @@ export class ProjectEngine<B, E> {
   }
 }
 
-/** Per-tier counters, all zero. @internal */
-export const zeroPerTier = (): Record<TierName, number> => ({ FREE: 0, STARTER: 0, PRO: 0, ENTERPRISE: 0 })
+/** Per-tier aggregates, all zero. @internal */
+export const aggregatesPerTier = (): Record<TierName, Aggregate> => ({
+  FREE: { active: 0, open: 0, halfOpen: 0 },
+  STARTER: { active: 0, open: 0, halfOpen: 0 },
+  PRO: { active: 0, open: 0, halfOpen: 0 },
+  ENTERPRISE: { active: 0, open: 0, halfOpen: 0 }
+})
 
 /**
  * A fresh state in the current scope. Order matters: scopes close children and finalizers in reverse order, so

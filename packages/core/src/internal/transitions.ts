@@ -13,16 +13,18 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import type { TierName } from "../Vocabulary.ts"
 import { Breaker, HALF_OPEN, OPEN, PROBE, type StateCode } from "./breaker.ts"
 import { countTargetOpen, handlesOf, openTotalCell } from "./metricHandles.ts"
-import type { EngineState, ProjectEngine, TargetState, TenancyState } from "./state.ts"
+import type { Aggregate, EngineState, ProjectEngine, TargetState, TenancyState } from "./state.ts"
 
 /** A target's breaker, reporting its transitions. @internal */
 export const targetBreaker = (g: TenancyState, es: EngineState<any, any>, ts: TargetState): Breaker =>
   new Breaker(es.policy, (from, to, br) => {
+    // Counted under the target's highest tier now; the state leaves the tier it was counted under before.
     const tier = ts.tier()
-    countTransition(es, tier, from, to)
+    uncount(es.targetBreakers[ts.breakerTier], from)
+    count(es.targetBreakers[tier], to)
+    ts.breakerTier = tier
     emitTransition(g, es, "target", undefined, ts.label, to, br)
     if (to !== OPEN) return
     countTargetOpen(g, es.engine, tier)
@@ -32,32 +34,35 @@ export const targetBreaker = (g: TenancyState, es: EngineState<any, any>, ts: Ta
 /** A (project, engine)'s breaker, reporting its transitions. @internal */
 export const projectBreaker = (g: TenancyState, pe: ProjectEngine<any, any>): Breaker =>
   new Breaker(pe.es.policy, (from, to, br) => {
-    countTransition(pe.es, pe.rt.tier.name, from, to)
+    uncount(pe.agg, from)
+    count(pe.agg, to)
     emitTransition(g, pe.es, "project", pe.rt.id, pe.ts.label, to, br)
     if (to !== OPEN) return
     openTotalCell(g, handlesOf(pe)).n++
     scheduleProbe(g, br, () => (pe.closed ? undefined : pe), pe.ts.breaker)
   })
 
-/** Keeps the per-tier open / half-open counts in step with one breaker's transition. @internal */
-export const countTransition = (es: EngineState<any, any>, tier: TierName, from: StateCode, to: StateCode): void => {
-  if (from === OPEN) es.open[tier]--
-  if (from === HALF_OPEN) es.halfOpen[tier]--
-  if (to === OPEN) es.open[tier]++
-  if (to === HALF_OPEN) es.halfOpen[tier]++
+const count = (agg: Aggregate, state: StateCode) => {
+  if (state === OPEN) agg.open++
+  else if (state === HALF_OPEN) agg.halfOpen++
 }
 
-/** Removes a breaker that goes away (its project evicted) from the per-tier counts. @internal */
-export const forgetBreaker = (es: EngineState<any, any>, tier: TierName, br: Breaker): void => {
-  if (br.state === OPEN) es.open[tier]--
-  else if (br.state === HALF_OPEN) es.halfOpen[tier]--
+const uncount = (agg: Aggregate, state: StateCode) => {
+  if (state === OPEN) agg.open--
+  else if (state === HALF_OPEN) agg.halfOpen--
 }
 
-/** Moves a breaker's state from one tier's counts to another's (the project changed tier). @internal */
-export const moveBreaker = (es: EngineState<any, any>, br: Breaker, from: TierName, to: TierName): void => {
-  forgetBreaker(es, from, br)
-  if (br.state === OPEN) es.open[to]++
-  else if (br.state === HALF_OPEN) es.halfOpen[to]++
+/** Removes a breaker that goes away (its project evicted, its target unused) from the counts. @internal */
+export const forgetBreaker = (agg: Aggregate, br: Breaker): void => uncount(agg, br.state)
+
+/** Moves a (project, engine)'s running operations and breaker state to another aggregate (a tier change). @internal */
+export const moveAggregate = (pe: ProjectEngine<any, any>, to: Aggregate): void => {
+  if (pe.agg === to) return
+  uncount(pe.agg, pe.breaker.state)
+  pe.agg.active -= pe.running
+  count(to, pe.breaker.state)
+  to.active += pe.running
+  pe.agg = to
 }
 
 const emitTransition = (

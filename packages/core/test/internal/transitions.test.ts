@@ -1,23 +1,45 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { TestClock } from "effect/testing"
-import { CLOSED, HALF_OPEN, OPEN } from "../../src/internal/breaker.ts"
-import { countTransition, forgetBreaker, moveBreaker } from "../../src/internal/transitions.ts"
-import { zeroPerTier } from "../../src/internal/state.ts"
+import { CLOSED, OPEN } from "../../src/internal/breaker.ts"
+import { followRegistry } from "../../src/internal/runtimes.ts"
+import { forgetBreaker } from "../../src/internal/transitions.ts"
 import { withState } from "../fixtures/State.ts"
 
 describe("transitions", () => {
-  it("keeps per-tier open and half-open counts in step with transitions, tier moves and evictions", () => {
-    const es = { open: zeroPerTier(), halfOpen: zeroPerTier() } as never as Parameters<typeof countTransition>[0]
-    countTransition(es, "FREE", CLOSED, OPEN)
-    countTransition(es, "FREE", OPEN, HALF_OPEN)
-    assert.deepStrictEqual([es.open.FREE, es.halfOpen.FREE], [0, 1])
-    const breaker = { state: HALF_OPEN } as never as Parameters<typeof moveBreaker>[1]
-    moveBreaker(es, breaker, "FREE", "PRO")
-    assert.deepStrictEqual([es.halfOpen.FREE, es.halfOpen.PRO], [0, 1])
-    forgetBreaker(es, "PRO", breaker)
-    assert.deepStrictEqual([es.open, es.halfOpen], [zeroPerTier(), zeroPerTier()])
-  })
+  it.effect(
+    "counts a project's breaker in its tier's aggregate, moves it with the project's tier, forgets it on eviction",
+    () =>
+      withState(({ g, project, registry }) =>
+        Effect.gen(function* () {
+          const pe = yield* project("acme")
+          const es = pe.es
+          assert.strictEqual(pe.agg, es.aggregates.FREE, "no series of its own: counted in its tier's aggregate")
+          pe.breaker.trip(g.now())
+          assert.strictEqual(es.aggregates.FREE.open, 1)
+          yield* followRegistry(g)
+          yield* registry.register({ id: "acme", tier: "PRO", redis: "redis://cache.internal:6379/0" })
+          yield* Effect.yieldNow
+          assert.deepStrictEqual([es.aggregates.FREE.open, es.aggregates.PRO.open], [0, 1])
+          forgetBreaker(pe.agg, pe.breaker)
+          assert.strictEqual(es.aggregates.PRO.open, 0)
+        })
+      )
+  )
+
+  it.effect("a labeled project's breaker counts only in its own series, never in the aggregate", () =>
+    withState(
+      ({ g, project }) =>
+        Effect.gen(function* () {
+          const pe = yield* project("acme")
+          assert.notStrictEqual(pe.agg, pe.es.aggregates.FREE)
+          pe.breaker.trip(g.now())
+          assert.strictEqual(pe.es.aggregates.FREE.open, 0)
+          assert.strictEqual(pe.agg.open, 1)
+        }),
+      { settings: { projectLabel: true } }
+    )
+  )
 
   it.effect(
     "a project breaker that opens emits CircuitOpen, counts it, and a ping that answers ends the open time",
@@ -26,7 +48,7 @@ describe("transitions", () => {
         Effect.gen(function* () {
           const pe = yield* project("acme")
           pe.breaker.trip(g.now())
-          assert.strictEqual(pe.es.open.FREE, 1)
+          assert.strictEqual(pe.es.aggregates.FREE.open, 1)
           assert.strictEqual(pe.handles?.openTotal?.n, 1)
           const opened = g.events.recent().find((e) => e._tag === "CircuitOpen")
           assert.deepInclude(opened, { scope: "project", projectId: "acme", openForMillis: 15_000 })
@@ -39,7 +61,7 @@ describe("transitions", () => {
             g.events.recent().map((e) => e._tag),
             ["PoolCreated", "CircuitOpen", "CircuitHalfOpen", "CircuitClosed"]
           )
-          assert.strictEqual(pe.es.open.FREE + pe.es.halfOpen.FREE, 0)
+          assert.strictEqual(pe.es.aggregates.FREE.open + pe.es.aggregates.FREE.halfOpen, 0)
         })
       )
   )
