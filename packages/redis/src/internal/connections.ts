@@ -237,12 +237,32 @@ export const dedicatedPool = (b: Binding): Effect.Effect<Pool.Pool<IORedis, Redi
 /**
  * Runs a command on the shared connection now, or once it is ready if the attempt is still on by then. While the
  * last connection attempt failed (refused, wrong password), commands fail at once instead of waiting out their
- * timeout: the breaker learns fast, and a wrong password is reported as such rather than as a timeout.
+ * timeout: the breaker learns fast, and a wrong password is reported as such rather than as a timeout. While it
+ * waits, the attempt says so (`waitingFor`): should it time out then, nothing was sent and no breaker counts it.
  */
 export const send = <A>(b: Binding, signal: AttemptSignal, f: (conn: IORedis) => Promise<A>): Promise<A> => {
-  if (b.conn.status === "ready") return f(b.conn)
+  if (b.conn.status === "ready") return call(b.conn, f)
   if (b.shared.lastError !== undefined) return Promise.reject(b.shared.lastError)
-  return b.shared.whenReady().then(() => (signal.active ? f(b.conn) : Promise.reject(abandoned)))
+  signal.waitingFor("shared connection")
+  return b.shared.whenReady().then(() => {
+    if (!signal.active) return Promise.reject(abandoned)
+    signal.sending()
+    return call(b.conn, f)
+  })
+}
+
+// `f` throwing before it returns a promise sent nothing: the driver refused the call itself.
+const call = <A>(conn: IORedis, f: (conn: IORedis) => Promise<A>): Promise<A> => {
+  try {
+    return f(conn)
+  } catch (e) {
+    const error = fromUnknown("-")(e)
+    return Promise.reject(
+      error.sent
+        ? new RedisError({ kind: error.kind, command: error.command, detail: error.detail, sent: false })
+        : error
+    )
+  }
 }
 
 const abandoned = new RedisError({ kind: "timeout", command: "-", detail: "abandoned before sending", sent: false })

@@ -101,9 +101,11 @@ export const run = <A>(
 
 /**
  * Runs `use` with a dedicated connection through the guard; `extraMillis` lengthens the attempt timeout (a
- * blocking command waits on the server by design). A connection whose command failed or was abandoned is closed at
- * once and discarded, not reused: not with QUIT, which waits behind a BLPOP still blocked on the server, which
- * would meanwhile pop (and lose) an element pushed for a caller that is gone.
+ * blocking command waits on the server by design). While it waits for a connection from the project's pool the
+ * attempt says so (`waitingFor`): should it time out then, the caller hears a definite `Timeout` (nothing was
+ * sent) and no breaker counts it. A connection whose command failed or was abandoned is closed at once and
+ * discarded, not reused: not with QUIT, which waits behind a BLPOP still blocked on the server, which would
+ * meanwhile pop (and lose) an element pushed for a caller that is gone.
  */
 export const runDedicated = <A, E>(
   handle: Handle,
@@ -113,13 +115,15 @@ export const runDedicated = <A, E>(
 ): Effect.Effect<A, E | RedisError | GuardError> =>
   handle.runEffect<A, never>(
     o,
-    (b) =>
+    (b, signal) =>
       Effect.flatMap(dedicatedPool(b), (pool) =>
         Effect.scoped(
           Effect.gen(function* () {
+            signal.waitingFor("dedicated connection")
             const started = performance.now()
             const conn = yield* Pool.get(pool)
             handle.recordAcquire(b.project, (performance.now() - started) / 1000)
+            signal.sending()
             return yield* use(conn, b).pipe(
               Effect.onExit((exit) =>
                 Exit.isSuccess(exit)
