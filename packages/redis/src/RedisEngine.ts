@@ -32,7 +32,7 @@ import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import * as Durations from "@tenantpool/core/Durations"
 import type { EngineHandle, PoolStats } from "@tenantpool/core/Engine"
-import { type GuardError, type InvalidConfig, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
+import { type GuardError, InvalidConfig, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as Commands from "./internal/commands.ts"
@@ -261,9 +261,33 @@ export class RedisEngine extends Context.Service<
   }
 >()("@tenantpool/redis/RedisEngine") {}
 
+// The options that are not durations: a wrong type fails the layer with `InvalidConfig` naming the option.
+const checkOptions = (options: Options | undefined): InvalidConfig | undefined => {
+  const o: Record<string, unknown> = (options ?? {}) as Record<string, unknown>
+  const wrong = (field: string, ok: boolean, reason: string) =>
+    ok ? undefined : new InvalidConfig({ field: `redis.${field}`, reason })
+  const optional = (u: unknown, type: string) => u === undefined || typeof u === type
+  return (
+    wrong("options", typeof o === "object" && o !== null, "must be an object") ??
+    wrong("autoPipelining", optional(o["autoPipelining"], "boolean"), "must be a boolean") ??
+    wrong("prefix", optional(o["prefix"], "function"), "must be a function of the project id") ??
+    wrong(
+      "targetCapacity",
+      o["targetCapacity"] === undefined ||
+        (Number.isSafeInteger(o["targetCapacity"]) && (o["targetCapacity"] as number) > 0),
+      "must be a positive integer"
+    ) ??
+    wrong(
+      "clientName",
+      o["clientName"] === undefined || (typeof o["clientName"] === "string" && /^[!-~]+$/.test(o["clientName"])),
+      "must be a non-empty string without spaces"
+    )
+  )
+}
+
 /**
- * Registers the Redis engine with the tenancy service and builds the operations. A duration option that is not a
- * positive duration fails with `InvalidConfig` naming it.
+ * Registers the Redis engine with the tenancy service and builds the operations. An option of the wrong type, or
+ * a duration option that is not a positive duration, fails with `InvalidConfig` naming it.
  *
  * @category constructors
  * @since 0.1.0
@@ -272,6 +296,8 @@ export const make = (
   options?: Options | undefined
 ): Effect.Effect<RedisEngine["Service"], InvalidConfig, Tenancy | Tiers> =>
   Effect.gen(function* () {
+    const invalid = checkOptions(options)
+    if (invalid !== undefined) return yield* Effect.fail(invalid)
     const tenancy = yield* Tenancy
     const tiers = yield* Tiers
     const connections = Connections.make({

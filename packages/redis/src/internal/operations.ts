@@ -16,7 +16,7 @@ import type { AttemptSignal, EngineHandle, Operation } from "@tenantpool/core/En
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import { commandDetail } from "../RedisCommandTable.ts"
-import { fromUnknown, RedisError } from "../RedisError.ts"
+import { fromUnknown, invalidArgument, type RedisError } from "../RedisError.ts"
 import { byCommand } from "./byCommand.ts"
 import { type Binding, dedicatedPool } from "./connections.ts"
 
@@ -151,11 +151,9 @@ export const onConn = <A>(
 /**
  * A duration argument of a call (a TTL, a blocking timeout) in whole milliseconds, at least 1 (a blocking pop reads
  * 0 as "forever"); one that is not a duration, negative or infinite is the caller's mistake, a `RedisError` of kind
- * `syntax` that is never sent.
+ * `argument` that is never sent.
  */
 export const callMillis = (command: string, field: string, input: Duration.Input): number | RedisError => {
   const ms = Durations.millisOrError(field, input, input, { allowZero: true })
-  return typeof ms === "number"
-    ? Math.max(1, Math.round(ms))
-    : new RedisError({ kind: "syntax", command, detail: `${field}: ${ms.reason}`, sent: false })
+  return typeof ms === "number" ? Math.max(1, Math.round(ms)) : invalidArgument(command, `${field}: ${ms.reason}`)
 }
