@@ -14,7 +14,7 @@ import type { Redis as IORedis } from "ioredis"
 import { RedisError } from "../RedisError.ts"
 import * as A from "./arguments.ts"
 import { send } from "./connections.ts"
-import { key, keys, strip } from "./keys.ts"
+import { key, keys, pattern as prefixedPattern, strip } from "./keys.ts"
 import { callMillis, errFor, type Handle, OP, onConn, type RedisOperation, run, runDedicated } from "./operations.ts"
 
 /** Options of `SET` (published as `RedisEngine.SetOptions`). */
@@ -382,8 +382,8 @@ const scanPage = (handle: Handle, match: string, count: number, type: string | u
     (b, s) =>
       send(b, s, (c) =>
         type === undefined
-          ? c.scan(cursor, "MATCH", key(b, match), "COUNT", count)
-          : c.scan(cursor, "MATCH", key(b, match), "COUNT", count, "TYPE", type)
+          ? c.scan(cursor, "MATCH", prefixedPattern(b, match), "COUNT", count)
+          : c.scan(cursor, "MATCH", prefixedPattern(b, match), "COUNT", count, "TYPE", type)
       ).then(([next, found]) => [next, found.map((name) => strip(b, name))] as const),
     errFor("scan")
   )

@@ -14,7 +14,7 @@ import type { GuardError } from "@tenantpool/core/Errors"
 import { RedisError } from "../RedisError.ts"
 import * as A from "./arguments.ts"
 import { connectDedicated, send } from "./connections.ts"
-import { key, keys, strip } from "./keys.ts"
+import { key, keys, pattern, strip } from "./keys.ts"
 import { errFor, type Handle, OP, run } from "./operations.ts"
 
 /** A pub/sub message (published as `RedisEngine.Message`). */
@@ -62,7 +62,8 @@ export const subscription = (
               Cause.fail(new RedisError({ kind: "connection", command: mode, detail: "subscriber closed", sent: true }))
             )
           )
-          const prefixed = keys(b, names)
+          // Patterns match only within the project's channels (the prefix's own glob characters escaped).
+          const prefixed = mode === "subscribe" ? keys(b, names) : names.map((p) => pattern(b, p))
           yield* Effect.tryPromise({
             try: () => (mode === "subscribe" ? conn.subscribe(...prefixed) : conn.psubscribe(...prefixed)),
             catch: errFor(mode)

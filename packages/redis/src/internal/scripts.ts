@@ -1,7 +1,8 @@
 /**
  * Lua scripts for a project: a script is its source and SHA-1, run with EVALSHA and, when the server does not know
- * it yet (NOSCRIPT), with EVAL, which also loads it. The script's keys get the project's prefix; a script that
- * names other keys itself is not confined by this (projects that run hand-written Lua need ACL users of their own).
+ * it yet (NOSCRIPT), with EVAL, which also loads it. The script's keys get the project's prefix, but a script can
+ * name any other key itself, so scripts run only for projects that may run them (`mayRunScripts`: the project's
+ * own ACL user, or trusted by the operator); a script whose attempt is abandoned is killed on the server.
  *
  * @since 0.1.0
  */
@@ -10,9 +11,8 @@ import type * as Effect from "effect/Effect"
 import type { GuardError } from "@tenantpool/core/Errors"
 import { invalidArgument, type RedisError } from "../RedisError.ts"
 import * as A from "./arguments.ts"
-import { send } from "./connections.ts"
 import { keys as prefixed } from "./keys.ts"
-import { errFor, type Handle, OP, run } from "./operations.ts"
+import { errFor, type Handle, OP, runScript } from "./operations.ts"
 
 /** A Lua script usable with `evalScript` (published as `RedisEngine.Script`). */
 export interface Script {
@@ -56,18 +56,17 @@ export const evalScript =
     options?: { readonly readOnly?: boolean }
   ): Effect.Effect<unknown, RedisError | GuardError> =>
     A.checked(scriptArguments(s, keys, args, options), () =>
-      run(
+      runScript(
         handle,
         options?.readOnly === true ? OP.evalReadOnly : OP.eval,
-        (b, signal) =>
-          send(b, signal, (c) => {
-            const ks = prefixed(b, keys)
-            return (c.evalsha(s.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
-              String((e as Error)?.message).startsWith("NOSCRIPT")
-                ? (c.eval(s.lua, ks.length, ...ks, ...args) as Promise<unknown>)
-                : Promise.reject(e)
-            )
-          }),
+        (c, b) => {
+          const ks = prefixed(b, keys)
+          return (c.evalsha(s.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
+            String((e as Error)?.message).startsWith("NOSCRIPT")
+              ? (c.eval(s.lua, ks.length, ...ks, ...args) as Promise<unknown>)
+              : Promise.reject(e)
+          )
+        },
         errFor("evalsha")
       )
     )
