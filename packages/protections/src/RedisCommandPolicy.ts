@@ -2,10 +2,11 @@
  * The Redis command policy: commands a tier may not run, refused with `QueryRejected` (rule `redis-command`) before
  * they reach the server.
  *
- * The Redis engine already refuses, for every project, the commands that reach past a project's keys (KEYS,
- * FLUSHALL, CONFIG, …) in its `command` escape hatch; this policy is the tier-level layer above it, applied through
- * the guard to typed operations and commands alike, with a typed error and a metric. Both read the one Redis
- * command table (`@tenantpool/redis/RedisCommandTable`: its dangerous entries and cost classes). Defaults:
+ * The Redis engine already refuses, for every project, every command its allowlist does not confine to a project's
+ * keys (KEYS, FLUSHALL, CONFIG, SELECT, CLIENT, …), on `command` and on every command `multi` and `watch` queue;
+ * this policy is the tier-level layer above it, applied through the guard to typed operations, `command` and each
+ * queued command alike, with a typed error and a metric. Both read the one Redis command table
+ * (`@tenantpool/redis/RedisCommandTable`: its dangerous entries and cost classes). Defaults:
  *
  * | Tier | Blocked |
  * | --- | --- |
@@ -13,8 +14,9 @@
  * | FREE, STARTER | also SORT, SORT_RO (O(N log N), and BY/GET patterns read other keys) |
  * | FREE | also the set algebra: SUNION, SINTER, SDIFF, ZUNION, ZINTER, ZDIFF and their STORE forms (O(total size)) |
  *
- * The Redis engine passes every call's command name to the guard (typed operations and `command` alike), so the
- * policy applies to all of them once `ApiProtections` (or this policy's layer) is installed.
+ * The Redis engine passes every call's command name to the guard (typed operations and `command` alike), and each
+ * command queued by `multi` or `watch` to core's `Protections.check` with the same detail, so the policy applies
+ * to all of them once `ApiProtections` (or this policy's layer) is installed.
  *
  * @since 0.1.0
  */

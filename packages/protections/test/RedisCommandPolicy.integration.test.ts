@@ -102,4 +102,34 @@ describe("RedisCommandPolicy", () => {
       })
     )
   )
+
+  it.live("checks each command queued by multi or watch like the same command alone: one refusal refuses all", () =>
+    provide(
+      Effect.gen(function* () {
+        const { url, ids, redis, tenancy } = yield* setup
+        const client = yield* raw(url)
+        const asFree = tenancy.withProject(ids.FREE)
+        yield* redis.rpush("nums", "2", "1").pipe(asFree)
+        const queued = [
+          { command: "SET", args: ["applied", "1"] },
+          { command: "SORT", args: ["nums", "STORE", "sorted"] }
+        ]
+        const viaMulti = yield* Effect.flip(redis.multi(queued).pipe(asFree))
+        assert.strictEqual(viaMulti._tag, "QueryRejected")
+        if (viaMulti._tag === "QueryRejected") assert.strictEqual(viaMulti.rule, "redis-command")
+        const viaWatch = yield* Effect.flip(redis.watch(["nums"], () => Effect.succeed(queued)).pipe(asFree))
+        assert.strictEqual(viaWatch._tag, "QueryRejected")
+        assert.isNull(yield* Effect.promise(() => client.get(`${ids.FREE}:applied`)), "nothing of either was applied")
+        assert.isNull(yield* Effect.promise(() => client.get(`${ids.FREE}:sorted`)))
+        const asPro = tenancy.withProject(ids.PRO)
+        yield* redis.rpush("nums", "2", "1").pipe(asPro)
+        assert.deepStrictEqual(yield* redis.multi(queued).pipe(asPro), ["OK", 2], "PRO may SORT")
+        assert.deepStrictEqual(
+          yield* Effect.promise(() => client.lrange(`${ids.PRO}:sorted`, 0, -1)),
+          ["1", "2"],
+          "SORT's STORE key got the project's prefix"
+        )
+      })
+    )
+  )
 })

@@ -20,6 +20,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import type {
   GuardError,
   InvalidConnectionString,
@@ -31,7 +32,7 @@ import { MemoryRegistry, ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import type { TierName, TierOverride } from "@tenantpool/core/Tier"
 import * as RedisEngine from "./RedisEngine.ts"
-import type { RedisError } from "./RedisError.ts"
+import { invalidArgument, type RedisError } from "./RedisError.ts"
 
 /**
  * Options of `layer`, after the spec's `createRedisClient` options.
@@ -46,7 +47,21 @@ export interface Options {
   readonly config?: { readonly minPoolSize?: number | undefined; readonly maxPoolSize?: number | undefined } | undefined
 }
 
-type Op<A> = Effect.Effect<A, RedisError | GuardError | ProjectNotFound | InvalidProjectId>
+/**
+ * The client was closed (`close`): it no longer runs anything for its project.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Closed extends Schema.TaggedError<Closed>()("Closed", {
+  projectId: Schema.String
+}) {
+  override get message(): string {
+    return `the Redis client of project "${this.projectId}" is closed`
+  }
+}
+
+type Op<A> = Effect.Effect<A, RedisError | GuardError | ProjectNotFound | InvalidProjectId | Closed>
 
 /**
  * The spec's client: its methods run as the project the layer was made for.
@@ -72,14 +87,19 @@ export class RedisClient extends Context.Service<
     readonly zadd: (key: string, score: number, member: string) => Op<number>
     readonly zrange: (key: string, start: number, stop: number) => Op<Array<string>>
     readonly publish: (channel: string, message: string) => Op<number>
-    readonly healthCheck: Effect.Effect<boolean, GuardError | ProjectNotFound | InvalidProjectId>
+    readonly healthCheck: Effect.Effect<boolean, GuardError | ProjectNotFound | InvalidProjectId | Closed>
     readonly getPoolStats: Op<RedisEngine.RedisPoolStats>
-    /** Frees the project's connections now (the spec's `close()`; they are also freed when the project idles). */
-    readonly close: Effect.Effect<number>
+    /**
+     * The spec's `close()`: the client stops (every later call fails with `Closed`) and its project is removed from
+     * the registry, so the tenancy service frees that project's runtime and connections, and only those (other
+     * projects on the same server keep theirs; a shared connection closes with the last project using it): at
+     * once when the project has no work in progress, else as soon as its work drains. Closing twice is harmless.
+     */
+    readonly close: Effect.Effect<void>
     /** Any other operation of the engine, as this project. */
     readonly run: <A, E>(
       f: (redis: RedisEngine.RedisEngine["Service"]) => Effect.Effect<A, E>
-    ) => Effect.Effect<A, E | ProjectNotFound | InvalidProjectId>
+    ) => Effect.Effect<A, E | RedisError | ProjectNotFound | InvalidProjectId | Closed>
   }
 >()("@tenantpool/redis/RedisClient") {}
 
@@ -104,13 +124,23 @@ export const layer = (
       const registry = yield* MemoryRegistry
       const tenancy = yield* Tenancy.Tenancy
       const redis = yield* RedisEngine.RedisEngine
-      yield* registry.register({ id: projectId, tier: options.tier, redis: options.connectionString })
-      const as = tenancy.withProject(projectId)
+      const config = yield* registry.register({ id: projectId, tier: options.tier, redis: options.connectionString })
+      const withProject = tenancy.withProject(projectId)
+      let closed = false
+      // Checked when each call runs, not when it is made: an effect made before `close` and run after it fails too.
+      const as = <A, E, R>(
+        self: Effect.Effect<A, E, R>
+      ): Effect.Effect<A, E | Closed | ProjectNotFound | InvalidProjectId, R> =>
+        Effect.suspend((): Effect.Effect<A, E | Closed | ProjectNotFound | InvalidProjectId, R> =>
+          closed ? Effect.fail(new Closed({ projectId })) : withProject(self)
+        )
       return RedisClient.of({
         projectId,
         get: (key) => as(redis.get(key)),
         set: (key, value, ttlSeconds) =>
-          as(redis.set(key, value, ttlSeconds === undefined ? undefined : { ttl: `${ttlSeconds} seconds` })),
+          ttlSeconds !== undefined && !(typeof ttlSeconds === "number" && Number.isFinite(ttlSeconds) && ttlSeconds > 0)
+            ? Effect.fail(invalidArgument("set", "ttlSeconds: expected a positive number of seconds"))
+            : as(redis.set(key, value, ttlSeconds === undefined ? undefined : { ttl: ttlSeconds * 1000 })),
         del: (key) => as(redis.del(key)),
         hset: (key, field, value) => as(redis.hset(key, field, value)),
         hget: (key, field) => as(redis.hget(key, field)),
@@ -124,9 +154,15 @@ export const layer = (
         publish: (channel, message) => as(redis.publish(channel, message)),
         healthCheck: as(redis.healthCheck),
         getPoolStats: as(redis.poolStats),
-        // `idleFor: 0` is a valid duration: the InvalidConfig case cannot happen here.
-        close: Effect.orDie(tenancy.closeIdleConnections({ idleFor: 0 })),
-        run: (f) => as(f(redis))
+        close: Effect.suspend(() => {
+          if (closed) return Effect.void
+          closed = true
+          return Effect.asVoid(registry.remove(config.id))
+        }),
+        run: (f) =>
+          typeof f !== "function"
+            ? Effect.fail(invalidArgument("run", "f: expected a function of the engine"))
+            : as(Effect.suspend(() => f(redis)))
       })
     })
   )

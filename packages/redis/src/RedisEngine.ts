@@ -13,14 +13,16 @@
  *   if the attempt was abandoned meanwhile.
  *
  * Isolation: every key, key pattern, channel and script key gets the project's prefix (`<project>:` by default),
- * and results are returned without it. Commands that reach across the keyspace (KEYS, FLUSHALL, CONFIG, …) are
- * refused by `command`, as `RedisCommandTable` says. For isolation against hand-written Lua, give projects their
- * own ACL users (`~<project>:*`); projects with their own user get their own connection.
+ * and results are returned without it. The raw paths (`command`, and every command `multi` and `watch` queue)
+ * accept only what `RedisCommandTable` lists as confined to a project's keys, deny by default. Scripts can name any
+ * key, so they run only for projects on their own ACL user or trusted by the operator (`scripts` option); see the
+ * package README for what prefixes stop and what needs ACL users.
  *
  * This module is the public surface (options, models, the service, `make`, `layer`); the parts live in
  * `internal/`: `connections` (shared and dedicated connections, per target and per project), `keys` (prefixing),
  * `operations` (the operation table, error mappers, running through the guard), `commands` (the typed data
- * commands), `pubsub`, `scripts`, `transactions` and `rawCommand` (the `command` escape hatch).
+ * commands), `pubsub`, `scripts`, `transactions` and `rawCommand` (`command`, and the check every queued command
+ * of a transaction goes through); `arguments` checks what callers pass, `keySpecs` reads Redis key specifications.
  *
  * @since 0.1.0
  */
@@ -32,7 +34,7 @@ import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import * as Durations from "@tenantpool/core/Durations"
 import type { EngineHandle, PoolStats } from "@tenantpool/core/Engine"
-import { type GuardError, type InvalidConfig, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
+import { type GuardError, InvalidConfig, isGuardError, isUnavailable } from "@tenantpool/core/Errors"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as Commands from "./internal/commands.ts"
@@ -63,6 +65,19 @@ export interface Options {
   readonly dedicatedIdleTimeout?: Duration.Input | undefined
   /** Client name shown in CLIENT LIST (default `tenantpool`). */
   readonly clientName?: string | undefined
+  /**
+   * Who may run Lua scripts and functions (`evalScript`, and EVAL, EVALSHA, FCALL, SCRIPT LOAD/EXISTS through
+   * `command`, `multi` and `watch`). A script can name any key its Redis user reaches, so by default only a project
+   * whose target connects as its own ACL user may: a username other than `default` for which `ownUser` holds (by
+   * default: the username is the project id), and which no other project bound in this process uses. `trusted`
+   * names projects an operator lets run scripts whatever their user.
+   */
+  readonly scripts?:
+    | {
+        readonly trusted?: ((projectId: string) => boolean) | undefined
+        readonly ownUser?: ((projectId: string, username: string) => boolean) | undefined
+      }
+    | undefined
 }
 
 /**
@@ -98,8 +113,9 @@ export interface Message extends PubSub.Message {}
 export interface WatchedConnection extends Transactions.WatchedConnection {}
 
 /**
- * A queued command of a transaction: the command name, then its arguments. `keys` lists which argument
- * positions (0-based, after the name) are keys, to be prefixed; by default the first argument is the key.
+ * A queued command of a transaction: the command name, then its arguments. It is checked like `command`: sent only
+ * when `RedisCommandTable` allows it, its keys and channels prefixed at the table's positions; `keys` may add
+ * positions (0-based, after the name), never remove any.
  *
  * @category models
  * @since 0.1.0
@@ -243,15 +259,14 @@ export class RedisEngine extends Context.Service<
       options?: { readonly count?: number; readonly type?: string }
     ) => Stream.Stream<string, RedisError | GuardError>
     /**
-     * Any other command. Its key arguments get the project's prefix: the positions come from Redis's command table,
-     * or from `keys` (required for commands the table does not know, e.g. modules'). Commands that reach across the
-     * keyspace, block, or change the connection are refused. Read-only commands (by the table, or `readOnly`) are
-     * retried like other reads.
+     * Any other command that `RedisCommandTable` allows (deny by default: others fail with kind `forbidden`, naming
+     * the command). Its keys and channels get the project's prefix at the positions the table gives; `keys` may add
+     * positions, never remove any. Read-only commands (by the table) are retried like other reads.
      */
     readonly command: (
       name: string,
       args: ReadonlyArray<string | number>,
-      options?: { readonly keys?: ReadonlyArray<number>; readonly readOnly?: boolean }
+      options?: { readonly keys?: ReadonlyArray<number> }
     ) => Effect.Effect<unknown, RedisError | GuardError>
     // health and stats
     /** PING with a short timeout; never fails. */
@@ -261,9 +276,41 @@ export class RedisEngine extends Context.Service<
   }
 >()("@tenantpool/redis/RedisEngine") {}
 
+// The options that are not durations: a wrong type fails the layer with `InvalidConfig` naming the option.
+const checkOptions = (options: Options | undefined): InvalidConfig | undefined => {
+  const o: Record<string, unknown> = (options ?? {}) as Record<string, unknown>
+  const scripts = o["scripts"] as Record<string, unknown> | undefined
+  const wrong = (field: string, ok: boolean, reason: string) =>
+    ok ? undefined : new InvalidConfig({ field: `redis.${field}`, reason })
+  const optional = (u: unknown, type: string) => u === undefined || typeof u === type
+  return (
+    wrong("options", typeof o === "object" && o !== null, "must be an object") ??
+    wrong("autoPipelining", optional(o["autoPipelining"], "boolean"), "must be a boolean") ??
+    wrong("prefix", optional(o["prefix"], "function"), "must be a function of the project id") ??
+    wrong(
+      "targetCapacity",
+      o["targetCapacity"] === undefined ||
+        (Number.isSafeInteger(o["targetCapacity"]) && (o["targetCapacity"] as number) > 0),
+      "must be a positive integer"
+    ) ??
+    wrong(
+      "clientName",
+      o["clientName"] === undefined || (typeof o["clientName"] === "string" && /^[!-~]+$/.test(o["clientName"])),
+      "must be a non-empty string without spaces"
+    ) ??
+    wrong("scripts", scripts === undefined || (typeof scripts === "object" && scripts !== null), "must be an object") ??
+    wrong("scripts.trusted", optional(scripts?.["trusted"], "function"), "must be a function of the project id") ??
+    wrong(
+      "scripts.ownUser",
+      optional(scripts?.["ownUser"], "function"),
+      "must be a function of the project id and username"
+    )
+  )
+}
+
 /**
- * Registers the Redis engine with the tenancy service and builds the operations. A duration option that is not a
- * positive duration fails with `InvalidConfig` naming it.
+ * Registers the Redis engine with the tenancy service and builds the operations. An option of the wrong type, or
+ * a duration option that is not a positive duration, fails with `InvalidConfig` naming it.
  *
  * @category constructors
  * @since 0.1.0
@@ -272,6 +319,8 @@ export const make = (
   options?: Options | undefined
 ): Effect.Effect<RedisEngine["Service"], InvalidConfig, Tenancy | Tiers> =>
   Effect.gen(function* () {
+    const invalid = checkOptions(options)
+    if (invalid !== undefined) return yield* Effect.fail(invalid)
     const tenancy = yield* Tenancy
     const tiers = yield* Tiers
     const connections = Connections.make({
@@ -283,7 +332,9 @@ export const make = (
         "1 minute",
         { allowZero: true }
       ),
-      clientName: options?.clientName ?? "tenantpool"
+      clientName: options?.clientName ?? "tenantpool",
+      trustedScripts: options?.scripts?.trusted ?? (() => false),
+      ownUser: options?.scripts?.ownUser ?? ((projectId, username) => username === projectId)
     })
     const prefixOf = options?.prefix ?? ((id: string) => `${id}:`)
     const capacity = options?.targetCapacity ?? 1000

@@ -8,15 +8,20 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { ReplyError } from "ioredis"
 import type { Classification } from "@tenantpool/core/Engine"
 
 /**
  * What went wrong, in a bounded vocabulary (also the `error_type` metric label).
  *
- * Infrastructure (count toward breakers): `connection` (refused, reset, closed, not writable), `timeout`,
- * `loading`, `busy`, `masterdown`, `max_clients`, `readonly`, `oom`, `auth`.
+ * Infrastructure (count toward the project's breaker): `connection` (refused, reset, closed, not writable),
+ * `timeout`, `loading`, `busy`, `masterdown`, `max_clients`, `readonly`, `oom`, `auth`. All but `busy` and
+ * `timeout` also count toward the breaker every project on the target shares: a busy server is one call's script
+ * (the engine kills it when its attempt is abandoned), a timeout may be one slow call.
  * The caller's (never count): `wrongtype`, `syntax`, `noscript`, `arity`, `script`, `aborted`, `conflict`,
- * `forbidden`, `other`.
+ * `forbidden` (refused before sending: see `RedisCommandTable`), `argument` (an argument that is not what the
+ * operation takes, refused before sending), `client` (the driver failed the call itself, e.g. with a `TypeError`:
+ * neither a server reply nor a connection problem), `other`.
  *
  * @category models
  * @since 0.1.0
@@ -39,6 +44,8 @@ export const RedisErrorKind = Schema.Literals([
   "aborted",
   "conflict",
   "forbidden",
+  "argument",
+  "client",
   "other"
 ])
 
@@ -91,6 +98,15 @@ export class RedisError extends Schema.TaggedError<RedisError>()("RedisError", {
 export const forbidden = (command: string, why: string): RedisError =>
   new RedisError({ kind: "forbidden", command, detail: why, sent: false })
 
+/**
+ * An argument the operation does not take (refused before sending; the caller's mistake).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export const invalidArgument = (command: string, detail: string): RedisError =>
+  new RedisError({ kind: "argument", command, detail, sent: false })
+
 const replyKind = (message: string): RedisErrorKind => {
   const code = message.slice(0, message.indexOf(" ") >>> 0).toUpperCase()
   switch (code) {
@@ -132,8 +148,24 @@ const replyKind = (message: string): RedisErrorKind => {
 // Keep server text short and free of line breaks; it never contains the command's arguments.
 const clean = (text: string): string => text.replace(/\s+/g, " ").trim().slice(0, 300)
 
+// redis-errors' base class, which the server's replies (`ReplyError`) and ioredis's own connection-level errors
+// (`AbortError`, `ParserError`, `MaxRetriesPerRequestError`) extend.
+const RedisErrorsBase = Object.getPrototypeOf(ReplyError) as abstract new (...args: ReadonlyArray<never>) => object
+const isDriverError = (e: Error): boolean => e instanceof RedisErrorsBase
+
+// A Node.js system error (a socket's): a string `code` and the call that failed.
+const isSystemError = (e: Error): e is Error & { code: string; syscall?: unknown } =>
+  typeof (e as { code?: unknown }).code === "string" && typeof (e as { syscall?: unknown }).syscall === "string"
+
 /**
- * Converts whatever ioredis rejected with into a `RedisError`.
+ * Converts whatever ioredis rejected with into a `RedisError`, by the error's class and how far the call got:
+ *
+ * - a server reply (`ReplyError`): the command was not applied (EXECABORT: the transaction was discarded);
+ * - ioredis's connection-level errors (redis-errors' `AbortError`, `ParserError`, `MaxRetriesPerRequestError`) and
+ *   socket errors: `connection`, sent unless the socket never connected;
+ * - a plain `Error`, which ioredis raises only for its connection's state ("Connection is closed.", "Stream isn't
+ *   writeable"): `connection`;
+ * - anything else (a `TypeError` from an argument the driver cannot encode, a bug): `client`, never infrastructure.
  *
  * @category constructors
  * @since 0.1.0
@@ -142,32 +174,37 @@ export const fromUnknown =
   (command: string) =>
   (cause: unknown): RedisError => {
     if (cause instanceof RedisError) return cause
-    const err = cause as { name?: unknown; message?: unknown; code?: unknown } | undefined
-    const name = typeof err?.name === "string" ? err.name : ""
-    const message = typeof err?.message === "string" ? err.message : String(cause)
-    if (name === "ReplyError") {
-      // The server answered: the command was not applied (or, for EXECABORT, the transaction was discarded).
-      return new RedisError({ kind: replyKind(message), command, detail: clean(message), sent: false })
+    if (!(cause instanceof Error)) {
+      return new RedisError({
+        kind: "client",
+        command,
+        detail: "the driver failed with a non-error value",
+        sent: false
+      })
     }
-    if (name === "MaxRetriesPerRequestError") {
-      return new RedisError({ kind: "connection", command, detail: "connection lost (retries exhausted)", sent: true })
+    if (cause instanceof ReplyError) {
+      return new RedisError({ kind: replyKind(cause.message), command, detail: clean(cause.message), sent: false })
     }
-    const code = typeof err?.code === "string" ? err.code : ""
-    if (message.includes("enableOfflineQueue") || message.includes("isn't writeable")) {
-      return new RedisError({ kind: "connection", command, detail: "not connected", sent: false })
+    if (isSystemError(cause)) {
+      // A socket that never connected sent nothing; any other socket error may have cut a command in flight.
+      const sent = cause.syscall !== "connect" && cause.syscall !== "getaddrinfo"
+      return new RedisError({ kind: "connection", command, detail: cause.code, sent })
     }
-    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") {
-      return new RedisError({ kind: "connection", command, detail: code, sent: false })
+    if (isDriverError(cause)) {
+      const detail =
+        cause.name === "MaxRetriesPerRequestError" ? "connection lost (retries exhausted)" : "connection lost"
+      return new RedisError({ kind: "connection", command, detail, sent: true })
     }
-    if (message.includes("timed out") || code === "ETIMEDOUT") {
-      return new RedisError({ kind: "timeout", command, detail: "timed out", sent: true })
+    if (Object.getPrototypeOf(cause) === Error.prototype) {
+      // ioredis refuses to write on a connection that is not ready (offline queue off): nothing was sent.
+      const unsent = cause.message.includes("isn't writeable") || cause.message.includes("enableOfflineQueue")
+      if (cause.message.includes("timed out")) {
+        return new RedisError({ kind: "timeout", command, detail: "timed out", sent: true })
+      }
+      const detail = unsent ? "not connected" : clean(cause.message.split("\n")[0] ?? "connection error")
+      return new RedisError({ kind: "connection", command, detail, sent: !unsent })
     }
-    return new RedisError({
-      kind: "connection",
-      command,
-      detail: code !== "" ? code : clean(message.split("\n")[0] ?? "connection error"),
-      sent: true
-    })
+    return new RedisError({ kind: "client", command, detail: `the driver failed: ${cause.name}`, sent: false })
   }
 
 /**
@@ -178,6 +215,10 @@ export const fromUnknown =
  */
 export const classify = (error: RedisError): Classification => ({
   infrastructure: error.isInfrastructure,
+  shared: notShared.has(error.kind) ? false : undefined,
   errorType: error.kind,
   sent: error.sent
 })
+
+// Infrastructure errors one call provokes: they count toward the project's breaker, not the target's.
+const notShared: ReadonlySet<RedisErrorKind> = new Set(["busy", "timeout"])

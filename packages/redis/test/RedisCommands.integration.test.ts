@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Protections from "@tenantpool/core/Protections"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as TestServers from "@tenantpool/testing/TestServers"
@@ -14,7 +15,10 @@ import { RedisEngine } from "../src/RedisEngine.ts"
 import { RedisError } from "../src/RedisError.ts"
 import * as Fx from "./fixtures/Redis.ts"
 
-/** Registers a fresh project on the shared server and runs `body` as that project. */
+/**
+ * Registers a fresh project on the shared server and runs `body` as that project (trusted to run scripts when
+ * `trusted`).
+ */
 const asProject = <A, E, R>(
   label: string,
   body: (ctx: {
@@ -22,7 +26,8 @@ const asProject = <A, E, R>(
     readonly redis: RedisEngine["Service"]
     readonly tenancy: Tenancy.Tenancy["Service"]
     readonly url: string
-  }) => Effect.Effect<A, E, R>
+  }) => Effect.Effect<A, E, R>,
+  options?: { readonly trusted?: boolean }
 ) =>
   Effect.gen(function* () {
     const url = TestServers.url("redis")
@@ -31,7 +36,11 @@ const asProject = <A, E, R>(
     const redis = yield* RedisEngine
     const tenancy = yield* Tenancy.Tenancy
     return yield* body({ id, redis, tenancy, url }).pipe(tenancy.withProject(id))
-  }).pipe(Effect.provide(Fx.layer()))
+  }).pipe(
+    Effect.provide(
+      Fx.layer(options?.trusted === true ? { engine: { scripts: { trusted: (id) => id.startsWith(label) } } } : {})
+    )
+  )
 
 const kindOf = (error: unknown): string | undefined => (error instanceof RedisError ? error.kind : undefined)
 
@@ -249,24 +258,27 @@ describe("RedisEngine commands", () => {
   )
 
   it.live("evalScript runs EVALSHA, falls back to EVAL on NOSCRIPT, and prefixes the script's keys", () =>
-    asProject("scripts", ({ id, redis, url }) =>
-      Effect.gen(function* () {
-        const rawClient = yield* Fx.raw(url)
-        // A script text unique to this run, so the server cannot have it cached yet.
-        const script = redis.script(
-          `-- ${id}\nredis.call('SET', KEYS[1], ARGV[1]); return {KEYS[1], redis.call('INCRBY', KEYS[2], ARGV[2])}`
-        )
-        const cached = (yield* Fx.call(() => rawClient.script("EXISTS", script.sha1))) as Array<number>
-        assert.deepStrictEqual(cached, [0])
-        const first = yield* redis.evalScript(script, ["sk", "sn"], ["hello", 5])
-        assert.deepStrictEqual(first, [`${id}:sk`, 5], "KEYS[1] arrived prefixed")
-        const nowCached = (yield* Fx.call(() => rawClient.script("EXISTS", script.sha1))) as Array<number>
-        assert.deepStrictEqual(nowCached, [1], "the EVAL fallback loaded the script")
-        assert.deepStrictEqual(yield* redis.evalScript(script, ["sk", "sn"], ["again", 1]), [`${id}:sk`, 6])
-        assert.strictEqual(yield* Fx.call(() => rawClient.get(`${id}:sk`)), "again")
-        const broken = yield* Effect.flip(redis.evalScript(redis.script("return redis.call('NOPE')"), [], []))
-        assert.instanceOf(broken, RedisError)
-      })
+    asProject(
+      "scripts",
+      ({ id, redis, url }) =>
+        Effect.gen(function* () {
+          const rawClient = yield* Fx.raw(url)
+          // A script text unique to this run, so the server cannot have it cached yet.
+          const script = redis.script(
+            `-- ${id}\nredis.call('SET', KEYS[1], ARGV[1]); return {KEYS[1], redis.call('INCRBY', KEYS[2], ARGV[2])}`
+          )
+          const cached = (yield* Fx.call(() => rawClient.script("EXISTS", script.sha1))) as Array<number>
+          assert.deepStrictEqual(cached, [0])
+          const first = yield* redis.evalScript(script, ["sk", "sn"], ["hello", 5])
+          assert.deepStrictEqual(first, [`${id}:sk`, 5], "KEYS[1] arrived prefixed")
+          const nowCached = (yield* Fx.call(() => rawClient.script("EXISTS", script.sha1))) as Array<number>
+          assert.deepStrictEqual(nowCached, [1], "the EVAL fallback loaded the script")
+          assert.deepStrictEqual(yield* redis.evalScript(script, ["sk", "sn"], ["again", 1]), [`${id}:sk`, 6])
+          assert.strictEqual(yield* Fx.call(() => rawClient.get(`${id}:sk`)), "again")
+          const broken = yield* Effect.flip(redis.evalScript(redis.script("return redis.call('NOPE')"), [], []))
+          assert.instanceOf(broken, RedisError)
+        }),
+      { trusted: true }
     )
   )
 
@@ -299,7 +311,7 @@ describe("RedisEngine commands", () => {
       Effect.gen(function* () {
         const rawClient = yield* Fx.raw(url)
         assert.strictEqual(yield* redis.command("SET", ["c", "1"], { keys: [0] }), "OK")
-        assert.strictEqual(yield* redis.command("get", ["c"], { keys: [0], readOnly: true }), "1")
+        assert.strictEqual(yield* redis.command("get", ["c"], { keys: [0] }), "1")
         assert.strictEqual(yield* redis.command("APPEND", ["c", "23"], { keys: [0] }), 3)
         assert.strictEqual(yield* redis.command("COPY", ["c", "c2"], { keys: [0, 1] }), 1)
         assert.strictEqual(yield* Fx.call(() => rawClient.get(`${id}:c2`)), "123")
@@ -315,6 +327,37 @@ describe("RedisEngine commands", () => {
         ])
       })
     )
+  )
+
+  it.live(
+    "multi and watch pass every queued command to the installed protections, as a single command would be",
+    () => {
+      const seen: Array<string> = []
+      const recording = Protections.layer({
+        check: (_project, engine, operation, detail) => {
+          seen.push(`${engine} ${operation} ${detail.command}`)
+          return undefined
+        }
+      })
+      return asProject("protected", ({ redis }) =>
+        Effect.gen(function* () {
+          yield* redis.command("incr", ["n"])
+          yield* redis.multi([
+            { command: "set", args: ["a", "1"] },
+            { command: "OBJECT", args: ["encoding", "a"] }
+          ])
+          yield* redis.watch(["a"], () => Effect.succeed([{ command: "Get", args: ["a"] }]))
+          assert.deepStrictEqual(seen, [
+            "redis command INCR",
+            "redis multi SET",
+            "redis multi OBJECT",
+            "redis multi MULTI",
+            "redis watch WATCH",
+            "redis watch GET"
+          ])
+        }).pipe(Effect.provide(recording))
+      )
+    }
   )
 
   it.live("command refuses KEYS, FLUSHALL and CONFIG with kind forbidden before touching the server", () =>

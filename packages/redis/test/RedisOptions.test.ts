@@ -56,7 +56,7 @@ describe("RedisEngine options", () => {
           const error = yield* Effect.flip(call)
           assert.instanceOf(error, RedisError, command)
           if (error instanceof RedisError) {
-            assert.strictEqual(error.kind, "syntax")
+            assert.strictEqual(error.kind, "argument")
             assert.strictEqual(error.command, command)
             assert.isFalse(error.sent)
             assert.isFalse(error.isInfrastructure, "a caller's mistake never counts toward a breaker")

@@ -1,7 +1,7 @@
 /**
  * One value per Redis command name, made on first use and kept. Error mappers and protection details are looked up
- * on every call, so each is made once per name; the cache is bounded because the `command` escape hatch accepts
- * names outside Redis's table (a module's commands, typos), and past the bound a value is made per call instead.
+ * on every call, so each is made once per name; the cache is bounded all the same (names come from callers, through
+ * the table only today), and past the bound a value is made per call instead.
  *
  * @since 0.1.0
  */

@@ -8,6 +8,9 @@
  * waits for a (re)connecting connection only within its attempt timeout (`send`), and is dropped, never sent, if
  * the attempt was abandoned meanwhile (see docs/architecture.md).
  *
+ * Scripts: the connections also know which projects use which ACL user on a server (`mayRunScripts`), and stop a
+ * runaway script from a short-lived connection of their own (`killScripts`).
+ *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
@@ -21,18 +24,26 @@ import type { AttemptSignal, PoolStats } from "@tenantpool/core/Engine"
 import type { Target } from "@tenantpool/core/Target"
 import { fromUnknown, RedisError } from "../RedisError.ts"
 
-/** What every connection of the engine is opened with. */
+/** What every connection of the engine is opened with, and who may run scripts. */
 export interface Settings {
   readonly autoPipelining: boolean
   readonly connectTimeoutMillis: number
   readonly dedicatedIdleMillis: number
   readonly clientName: string
+  /** Projects an operator trusts to run scripts whatever their Redis user. */
+  readonly trustedScripts: (projectId: string) => boolean
+  /** Whether a target's username is the project's own ACL user. */
+  readonly ownUser: (projectId: string, username: string) => boolean
 }
 
-/** The shared connections of one engine, by target key. */
+/** Bound projects by ACL user: `host:port user` → project id → bindings. */
+export type Users = Map<string, Map<string, number>>
+
+/** The shared connections of one engine, by target key, and the projects bound per ACL user. */
 export interface Connections {
   readonly settings: Settings
   readonly shared: Map<string, SharedConnection>
+  readonly users: Users
 }
 
 /** A project's binding: its target's shared connection, its key prefix and its dedicated pool. */
@@ -49,6 +60,13 @@ export interface Binding {
   /** The dedicated pool's size, read from the project's tier when the pool is made. */
   readonly maxDedicated: () => number
   dedicated: Pool.Pool<IORedis, RedisError> | undefined
+  /** The operator trusts the project to run scripts. */
+  readonly trusted: boolean
+  /** The target's username is the project's own ACL user (by the `ownUser` rule). */
+  readonly ownUser: boolean
+  /** The key of the target's ACL user in `users`. */
+  readonly userKey: string
+  readonly users: Users
 }
 
 /** Counts of a project's dedicated connections. */
@@ -59,7 +77,7 @@ export interface DedicatedStats {
 }
 
 /** The engine's connections, none open yet. */
-export const make = (settings: Settings): Connections => ({ settings, shared: new Map() })
+export const make = (settings: Settings): Connections => ({ settings, shared: new Map(), users: new Map() })
 
 /** A shared connection, how many bindings use it, and whether its last connection attempt failed. */
 export class SharedConnection {
@@ -108,15 +126,20 @@ export class SharedConnection {
 const unsent = (error: RedisError): RedisError =>
   error.sent ? new RedisError({ kind: error.kind, command: "connect", detail: error.detail, sent: false }) : error
 
+// Where and as whom every connection to `target` connects.
+const endpoint = (target: Target) => ({
+  host: target.host.startsWith("[") ? target.host.slice(1, -1) : target.host,
+  port: target.port,
+  ...(target.user !== undefined ? { username: target.user } : {}),
+  ...(target.password !== undefined ? { password: Redacted.value(target.password) } : {}),
+  ...(target.tls !== "disable" ? { tls: { rejectUnauthorized: target.tls === "verify-full" } } : {})
+})
+
 /** A new, not yet connected ioredis connection to `target`. */
 export const open = (settings: Settings, target: Target, dedicated: boolean): IORedis => {
   const conn = new IORedis({
-    host: target.host.startsWith("[") ? target.host.slice(1, -1) : target.host,
-    port: target.port,
+    ...endpoint(target),
     db: Number(target.database),
-    ...(target.user !== undefined ? { username: target.user } : {}),
-    ...(target.password !== undefined ? { password: Redacted.value(target.password) } : {}),
-    ...(target.tls !== "disable" ? { tls: { rejectUnauthorized: target.tls === "verify-full" } } : {}),
     lazyConnect: true,
     connectionName: dedicated ? `${settings.clientName}:dedicated` : settings.clientName,
     enableOfflineQueue: dedicated,
@@ -172,6 +195,24 @@ const acquireShared = (connections: Connections, target: Target): Effect.Effect<
       })
   )
 
+// Counts the project among the users of its target's ACL user for as long as the binding lives.
+const acquireUser = (users: Users, userKey: string, projectId: string): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      let projects = users.get(userKey)
+      if (projects === undefined) users.set(userKey, (projects = new Map()))
+      projects.set(projectId, (projects.get(projectId) ?? 0) + 1)
+    }),
+    () =>
+      Effect.sync(() => {
+        const projects = users.get(userKey)
+        const n = (projects?.get(projectId) ?? 1) - 1
+        if (n > 0) projects?.set(projectId, n)
+        else projects?.delete(projectId)
+        if (projects?.size === 0) users.delete(userKey)
+      })
+  )
+
 /** Binds a project to its target: the shared connection now, the dedicated pool on first need. */
 export const bind = (
   connections: Connections,
@@ -183,18 +224,34 @@ export const bind = (
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const shared = yield* acquireShared(connections, target)
+    const settings = connections.settings
+    const username = target.user ?? "default"
+    const userKey = `${target.host}:${target.port} ${username}`
+    yield* acquireUser(connections.users, userKey, project.id)
     return {
       shared,
       conn: shared.conn,
       prefix,
       project,
       target,
-      settings: connections.settings,
+      settings,
       scope,
       maxDedicated,
-      dedicated: undefined
+      dedicated: undefined,
+      trusted: settings.trustedScripts(project.id),
+      ownUser: username !== "default" && settings.ownUser(project.id, username),
+      userKey,
+      users: connections.users
     }
   })
+
+/**
+ * Whether the project may run scripts (EVAL, FCALL, `evalScript`): a script can name any key its Redis user can
+ * reach, so only on the project's own ACL user (and no other project bound in this process uses that user: a
+ * misconfigured registry that gives two projects one user loses scripts for both), or when an operator trusts it.
+ */
+export const mayRunScripts = (b: Binding): boolean =>
+  b.trusted || (b.ownUser && (b.users.get(b.userKey)?.size ?? 0) <= 1)
 
 /** A connected dedicated connection, closed with the scope. */
 export const connectDedicated = (settings: Settings, target: Target): Effect.Effect<IORedis, RedisError, Scope.Scope> =>
@@ -237,15 +294,68 @@ export const dedicatedPool = (b: Binding): Effect.Effect<Pool.Pool<IORedis, Redi
 /**
  * Runs a command on the shared connection now, or once it is ready if the attempt is still on by then. While the
  * last connection attempt failed (refused, wrong password), commands fail at once instead of waiting out their
- * timeout: the breaker learns fast, and a wrong password is reported as such rather than as a timeout.
+ * timeout: the breaker learns fast, and a wrong password is reported as such rather than as a timeout. While it
+ * waits, the attempt says so (`waitingFor`): should it time out then, nothing was sent and no breaker counts it.
  */
 export const send = <A>(b: Binding, signal: AttemptSignal, f: (conn: IORedis) => Promise<A>): Promise<A> => {
-  if (b.conn.status === "ready") return f(b.conn)
+  if (b.conn.status === "ready") return call(b.conn, f)
   if (b.shared.lastError !== undefined) return Promise.reject(b.shared.lastError)
-  return b.shared.whenReady().then(() => (signal.active ? f(b.conn) : Promise.reject(abandoned)))
+  signal.waitingFor("shared connection")
+  return b.shared.whenReady().then(() => {
+    if (!signal.active) return Promise.reject(abandoned)
+    signal.sending()
+    return call(b.conn, f)
+  })
+}
+
+// `f` throwing before it returns a promise sent nothing: the driver refused the call itself.
+const call = <A>(conn: IORedis, f: (conn: IORedis) => Promise<A>): Promise<A> => {
+  try {
+    return f(conn)
+  } catch (e) {
+    const error = fromUnknown("-")(e)
+    return Promise.reject(
+      error.sent
+        ? new RedisError({ kind: error.kind, command: error.command, detail: error.detail, sent: false })
+        : error
+    )
+  }
 }
 
 const abandoned = new RedisError({ kind: "timeout", command: "-", detail: "abandoned before sending", sent: false })
+
+/**
+ * Stops the script or function running on the target's server (SCRIPT KILL, then FUNCTION KILL) from a connection
+ * of its own: the connection that sent the script waits for its reply, and a busy server answers only commands
+ * allowed while busy, so this one skips the ready check (INFO) and stays on database 0 (no SELECT). Bounded by the
+ * connect timeout; never fails (a script that already wrote cannot be killed: the server says UNKILLABLE).
+ */
+export const killScripts = (settings: Settings, target: Target): Promise<void> => {
+  const conn = new IORedis({
+    ...endpoint(target),
+    lazyConnect: true,
+    connectionName: `${settings.clientName}:kill`,
+    disableClientInfo: true,
+    enableReadyCheck: false,
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: settings.connectTimeoutMillis
+  })
+  conn.on("error", () => {})
+  const bound = setTimeout(() => conn.disconnect(), settings.connectTimeoutMillis + 1_000)
+  return conn
+    .connect()
+    .then(() => Promise.allSettled([conn.call("SCRIPT", "KILL"), conn.call("FUNCTION", "KILL")]))
+    .then(
+      () => undefined,
+      () => undefined
+    )
+    .finally(() => {
+      clearTimeout(bound)
+      conn.disconnect()
+    })
+}
 
 /**
  * PING on the shared connection. It waits for a reconnecting connection (the caller bounds the wait): a probe right

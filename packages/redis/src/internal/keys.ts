@@ -16,6 +16,12 @@ export const key = (b: Prefixed, name: string): string => b.prefix + name
 /** The keys as the server knows them. */
 export const keys = (b: Prefixed, names: ReadonlyArray<string>): Array<string> => names.map((name) => b.prefix + name)
 
+/**
+ * A glob pattern (SCAN MATCH, PSUBSCRIBE) within the project's keys or channels: the prefix matches only itself
+ * (its glob characters escaped: a `prefix` option may contain them), the rest is the project's pattern.
+ */
+export const pattern = (b: Prefixed, glob: string): string => b.prefix.replace(/[*?[\]\\]/g, "\\$&") + glob
+
 /** The key as the project knows it (a name without the prefix is returned as it is). */
 export const strip = (b: Prefixed, name: string): string =>
   name.startsWith(b.prefix) ? name.slice(b.prefix.length) : name

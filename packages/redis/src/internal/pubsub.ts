@@ -12,8 +12,9 @@ import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import type { GuardError } from "@tenantpool/core/Errors"
 import { RedisError } from "../RedisError.ts"
+import * as A from "./arguments.ts"
 import { connectDedicated, send } from "./connections.ts"
-import { key, keys, strip } from "./keys.ts"
+import { key, keys, pattern, strip } from "./keys.ts"
 import { errFor, type Handle, OP, run } from "./operations.ts"
 
 /** A pub/sub message (published as `RedisEngine.Message`). */
@@ -28,15 +29,19 @@ export interface Message {
 export const publish =
   (handle: Handle) =>
   (channel: string, message: string): Effect.Effect<number, RedisError | GuardError> =>
-    run(handle, OP.publish, (b, s) => send(b, s, (c) => c.publish(key(b, channel), message)), errFor("publish"))
+    A.checked(A.string("publish", "channel", channel) ?? A.string("publish", "message", message), () =>
+      run(handle, OP.publish, (b, s) => send(b, s, (c) => c.publish(key(b, channel), message)), errFor("publish"))
+    )
 
 /** SUBSCRIBE (`subscribe`) or PSUBSCRIBE (`psubscribe`) to the project's channels or patterns, as a stream. */
 export const subscription = (
   handle: Handle,
   mode: "subscribe" | "psubscribe",
   names: ReadonlyArray<string>
-): Stream.Stream<Message, RedisError | GuardError> =>
-  Stream.unwrap(
+): Stream.Stream<Message, RedisError | GuardError> => {
+  const invalid = A.strings(mode, mode === "subscribe" ? "channels" : "patterns", names)
+  if (invalid !== undefined) return Stream.fail(invalid)
+  return Stream.unwrap(
     Effect.map(handle.binding, ({ binding: b }) =>
       Stream.callback<Message, RedisError>((queue) =>
         Effect.gen(function* () {
@@ -57,7 +62,8 @@ export const subscription = (
               Cause.fail(new RedisError({ kind: "connection", command: mode, detail: "subscriber closed", sent: true }))
             )
           )
-          const prefixed = keys(b, names)
+          // Patterns match only within the project's channels (the prefix's own glob characters escaped).
+          const prefixed = mode === "subscribe" ? keys(b, names) : names.map((p) => pattern(b, p))
           yield* Effect.tryPromise({
             try: () => (mode === "subscribe" ? conn.subscribe(...prefixed) : conn.psubscribe(...prefixed)),
             catch: errFor(mode)
@@ -66,3 +72,4 @@ export const subscription = (
       )
     )
   )
+}

@@ -1,17 +1,18 @@
 /**
  * Lua scripts for a project: a script is its source and SHA-1, run with EVALSHA and, when the server does not know
- * it yet (NOSCRIPT), with EVAL, which also loads it. The script's keys get the project's prefix; a script that
- * names other keys itself is not confined by this (projects that run hand-written Lua need ACL users of their own).
+ * it yet (NOSCRIPT), with EVAL, which also loads it. The script's keys get the project's prefix, but a script can
+ * name any other key itself, so scripts run only for projects that may run them (`mayRunScripts`: the project's
+ * own ACL user, or trusted by the operator); a script whose attempt is abandoned is killed on the server.
  *
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
 import type * as Effect from "effect/Effect"
 import type { GuardError } from "@tenantpool/core/Errors"
-import type { RedisError } from "../RedisError.ts"
-import { send } from "./connections.ts"
+import { invalidArgument, type RedisError } from "../RedisError.ts"
+import * as A from "./arguments.ts"
 import { keys as prefixed } from "./keys.ts"
-import { errFor, type Handle, OP, run } from "./operations.ts"
+import { errFor, type Handle, OP, runScript } from "./operations.ts"
 
 /** A Lua script usable with `evalScript` (published as `RedisEngine.Script`). */
 export interface Script {
@@ -19,8 +20,31 @@ export interface Script {
   readonly sha1: string
 }
 
-/** A script from its source. */
-export const script = (lua: string): Script => ({ lua, sha1: createHash("sha1").update(lua).digest("hex") })
+/**
+ * A script from its source. Never throws: a source that is not a string makes a script that `evalScript` refuses
+ * with the caller's error.
+ */
+export const script = (lua: string): Script => ({
+  lua,
+  sha1: typeof lua === "string" ? createHash("sha1").update(lua).digest("hex") : ""
+})
+
+// The script (made by `script`, or by hand with a source and its SHA-1), keys and arguments `evalScript` takes.
+const scriptArguments = (s: unknown, keys: unknown, args: unknown, o: unknown): RedisError | undefined => {
+  const candidate = s as Partial<Script> | null | undefined
+  if (
+    typeof candidate?.lua !== "string" ||
+    typeof candidate.sha1 !== "string" ||
+    !/^[0-9a-f]{40}$/.test(candidate.sha1)
+  ) {
+    return invalidArgument("evalsha", "script: expected a script made by `script(lua)`")
+  }
+  return (
+    A.strings("evalsha", "keys", keys, 0) ??
+    A.commandArgs("evalsha", "args", args) ??
+    A.options("evalsha", "options", o)
+  )
+}
 
 /** Runs a script with the project's keys (not retried unless `readOnly`). */
 export const evalScript =
@@ -31,17 +55,18 @@ export const evalScript =
     args: ReadonlyArray<string | number>,
     options?: { readonly readOnly?: boolean }
   ): Effect.Effect<unknown, RedisError | GuardError> =>
-    run(
-      handle,
-      options?.readOnly === true ? OP.evalReadOnly : OP.eval,
-      (b, signal) =>
-        send(b, signal, (c) => {
+    A.checked(scriptArguments(s, keys, args, options), () =>
+      runScript(
+        handle,
+        options?.readOnly === true ? OP.evalReadOnly : OP.eval,
+        (c, b) => {
           const ks = prefixed(b, keys)
           return (c.evalsha(s.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
             String((e as Error)?.message).startsWith("NOSCRIPT")
               ? (c.eval(s.lua, ks.length, ...ks, ...args) as Promise<unknown>)
               : Promise.reject(e)
           )
-        }),
-      errFor("evalsha")
+        },
+        errFor("evalsha")
+      )
     )

@@ -1,17 +1,33 @@
 /**
  * Transactions for a project: MULTI/EXEC of queued commands on the shared connection (atomic, no WATCH), and
  * WATCH transactions on a dedicated connection (WATCH the keys, read, then MULTI/EXEC what the reads decided; a
- * watched key changed meanwhile is a `conflict`). Queued commands' keys get the project's prefix.
+ * watched key changed meanwhile is a `conflict`). Every queued command goes through the same check as `command`
+ * (`RedisCommandTable`: refused unless allowed, keys and channels prefixed at the table's positions) and, one by
+ * one, through the installed protections, before anything is sent.
  *
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
 import type { Redis as IORedis } from "ioredis"
-import type { GuardError } from "@tenantpool/core/Errors"
-import { RedisError } from "../RedisError.ts"
-import { send } from "./connections.ts"
-import { key, keys, prefixArgs, type Prefixed } from "./keys.ts"
-import { errFor, type Handle, OP, onConn, run, runDedicated } from "./operations.ts"
+import type { GuardError, ProtectionError } from "@tenantpool/core/Errors"
+import * as Protections from "@tenantpool/core/Protections"
+import { commandDetail } from "../RedisCommandTable.ts"
+import { invalidArgument, RedisError } from "../RedisError.ts"
+import * as A from "./arguments.ts"
+import { mayRunScripts, send } from "./connections.ts"
+import { key, keys, type Prefixed } from "./keys.ts"
+import {
+  errFor,
+  type Handle,
+  OP,
+  onConn,
+  run,
+  runDedicated,
+  runScript,
+  scriptCall,
+  scriptsRefused
+} from "./operations.ts"
+import { argsFor, type Prepared, prepare, queuedFields } from "./rawCommand.ts"
 
 /**
  * The reads of a WATCH transaction: read with `get`/`hget`/…, then return the commands to queue (published as
@@ -26,9 +42,9 @@ export interface WatchedConnection {
 }
 
 /**
- * A queued command of a transaction: the command name, then its arguments. `keys` lists which argument positions
- * (0-based, after the name) are keys, to be prefixed; by default the first argument is the key (published as
- * `RedisEngine.QueuedCommand`).
+ * A queued command of a transaction: the command name, then its arguments. Its keys and channels are prefixed at
+ * the positions `RedisCommandTable` gives; `keys` may add positions (0-based, after the name), never remove any
+ * (published as `RedisEngine.QueuedCommand`).
  */
 export interface QueuedCommand {
   readonly command: string
@@ -36,16 +52,37 @@ export interface QueuedCommand {
   readonly keys?: ReadonlyArray<number> | undefined
 }
 
-const firstArgument: ReadonlyArray<number> = [0]
+/** Checks every queued command (the first refusal or bad argument fails the whole transaction, nothing sent). */
+const prepareAll = (command: string, queued: unknown): ReadonlyArray<Prepared> | RedisError => {
+  if (!Array.isArray(queued)) return invalidArgument(command, "commands: expected an array of queued commands")
+  const out: Array<Prepared> = []
+  for (let i = 0; i < queued.length; i++) {
+    const q: unknown = queued[i]
+    if (typeof q !== "object" || q === null || Array.isArray(q)) {
+      return invalidArgument(command, `commands[${i}]: expected a queued command ({ command, args, keys? })`)
+    }
+    const { command: name, args, keys: extra } = q as QueuedCommand
+    const p = prepare(queuedFields(i), name, args, extra)
+    if (p instanceof RedisError) return p
+    out.push(p)
+  }
+  return out
+}
+
+// Each queued command passes the installed protections as if it were sent alone.
+const protect = (operation: string, prepared: ReadonlyArray<Prepared>): Effect.Effect<void, ProtectionError> =>
+  Effect.forEach(prepared, (p) => Protections.check("redis", operation, commandDetail(p.verdict.command)), {
+    discard: true
+  })
 
 // MULTI, the commands, EXEC: `null` when a watched key changed.
 const exec = (
   c: IORedis,
   b: Prefixed,
-  commands: ReadonlyArray<QueuedCommand>
+  prepared: ReadonlyArray<Prepared>
 ): Promise<Array<[Error | null, unknown]> | null> => {
   const tx = c.multi()
-  for (const q of commands) tx.call(q.command.toLowerCase(), ...prefixArgs(b, q.args, q.keys ?? firstArgument))
+  for (const p of prepared) tx.call(p.verdict.name, ...argsFor(b, p))
   return tx.exec()
 }
 
@@ -60,19 +97,35 @@ const unwrapExec = (result: Array<[Error | null, unknown]> | null): Array<unknow
   })
 }
 
+const hasScript = (prepared: ReadonlyArray<Prepared>): boolean => prepared.some((p) => p.verdict.script)
+
 /** MULTI/EXEC of the given commands on the shared connection. */
 export const multi =
   (handle: Handle) =>
-  (commands: ReadonlyArray<QueuedCommand>): Effect.Effect<Array<unknown>, RedisError | GuardError> =>
-    run(handle, OP.multi, (b, s) => send(b, s, (c) => exec(c, b, commands)).then(unwrapExec), errFor("exec"))
+  (commands: ReadonlyArray<QueuedCommand>): Effect.Effect<Array<unknown>, RedisError | GuardError> => {
+    const prepared = prepareAll("multi", commands)
+    if (prepared instanceof RedisError) return Effect.fail(prepared)
+    const guarded = hasScript(prepared)
+      ? runScript(handle, OP.multi, (c, b) => exec(c, b, prepared).then(unwrapExec), errFor("exec"))
+      : run(handle, OP.multi, (b, s) => send(b, s, (c) => exec(c, b, prepared)).then(unwrapExec), errFor("exec"))
+    return Effect.andThen(protect("multi", prepared), guarded)
+  }
 
 const reader = (conn: IORedis, b: Prefixed): WatchedConnection => ({
-  get: (k) => onConn(conn, "get", (c) => c.get(key(b, k))),
-  hget: (k, field) => onConn(conn, "hget", (c) => c.hget(key(b, k), field)),
-  hgetall: (k) => onConn(conn, "hgetall", (c) => c.hgetall(key(b, k))),
-  smembers: (k) => onConn(conn, "smembers", (c) => c.smembers(key(b, k))),
+  get: (k) => A.checked(A.string("get", "key", k), () => onConn(conn, "get", (c) => c.get(key(b, k)))),
+  hget: (k, field) =>
+    A.checked(A.string("hget", "key", k) ?? A.string("hget", "field", field), () =>
+      onConn(conn, "hget", (c) => c.hget(key(b, k), field))
+    ),
+  hgetall: (k) => A.checked(A.string("hgetall", "key", k), () => onConn(conn, "hgetall", (c) => c.hgetall(key(b, k)))),
+  smembers: (k) =>
+    A.checked(A.string("smembers", "key", k), () => onConn(conn, "smembers", (c) => c.smembers(key(b, k)))),
   zscore: (k, member) =>
-    onConn(conn, "zscore", (c) => c.zscore(key(b, k), member)).pipe(Effect.map((r) => (r === null ? null : Number(r))))
+    A.checked(A.string("zscore", "key", k) ?? A.string("zscore", "member", member), () =>
+      onConn(conn, "zscore", (c) => c.zscore(key(b, k), member)).pipe(
+        Effect.map((r) => (r === null ? null : Number(r)))
+      )
+    )
 })
 
 const conflict = () =>
@@ -83,21 +136,56 @@ const conflict = () =>
     sent: false
   })
 
+// The caller's body as an effect: one that throws, or returns something else than an Effect, is the caller's error.
+const runBody = <E>(
+  body: (conn: WatchedConnection) => Effect.Effect<ReadonlyArray<QueuedCommand>, E | RedisError>,
+  conn: WatchedConnection
+): Effect.Effect<ReadonlyArray<QueuedCommand>, E | RedisError> =>
+  Effect.suspend(() => {
+    let out: unknown
+    try {
+      out = body(conn)
+    } catch {
+      return Effect.fail(invalidArgument("watch", "body: threw instead of returning an Effect"))
+    }
+    return Effect.isEffect(out)
+      ? (out as Effect.Effect<ReadonlyArray<QueuedCommand>, E | RedisError>)
+      : Effect.fail(invalidArgument("watch", "body: expected a function returning an Effect"))
+  })
+
 /** WATCH `watched` on a dedicated connection, run `body` (reads), then MULTI/EXEC the commands it returns. */
 export const watch =
   (handle: Handle) =>
   <E>(
     watched: ReadonlyArray<string>,
     body: (conn: WatchedConnection) => Effect.Effect<ReadonlyArray<QueuedCommand>, E | RedisError>
-  ): Effect.Effect<Array<unknown>, E | RedisError | GuardError> =>
-    runDedicated(handle, OP.watch, 0, (conn, b) =>
+  ): Effect.Effect<Array<unknown>, E | RedisError | GuardError> => {
+    const invalid =
+      A.strings("watch", "keys", watched) ??
+      (typeof body === "function" ? undefined : invalidArgument("watch", "body: expected a function"))
+    if (invalid !== undefined) return Effect.fail(invalid)
+    // A failure after WATCH discards the connection (runDedicated): no watch state reaches the next borrower.
+    return runDedicated(handle, OP.watch, 0, (conn, b) =>
       Effect.gen(function* () {
         yield* onConn(conn, "watch", (c) => c.watch(...keys(b, watched)))
-        const commands = yield* body(reader(conn, b)).pipe(
-          Effect.onError(() => Effect.promise(() => conn.unwatch().catch(() => "OK")))
-        )
-        const result = yield* onConn(conn, "exec", (c) => exec(c, b, commands))
+        const commands = yield* runBody(body, reader(conn, b))
+        const prepared = prepareAll("watch", commands)
+        if (prepared instanceof RedisError) return yield* Effect.fail(prepared)
+        yield* protect("watch", prepared)
+        const scripts = hasScript(prepared)
+        if (scripts && !mayRunScripts(b)) return yield* Effect.fail(scriptsRefused("watch"))
+        const result = yield* scripts
+          ? scriptCall(
+              b,
+              (markSent) => {
+                markSent()
+                return exec(conn, b, prepared)
+              },
+              errFor("exec")
+            )
+          : onConn(conn, "exec", (c) => exec(c, b, prepared))
         if (result === null) return yield* Effect.fail(conflict())
         return yield* Effect.try({ try: () => unwrapExec(result), catch: errFor("exec") })
       })
     )
+  }

@@ -1,0 +1,97 @@
+/**
+ * Checks of the arguments the public operations take, before anything is sent or admitted. The types say what an
+ * operation takes, but callers from JavaScript, JSON or `as any` can pass anything, and ioredis would coerce it
+ * (`123` becomes the key "123", `undefined` throws a `TypeError` that looked like a connection failure and fed the
+ * breakers). Each check returns the caller's error (`RedisError` of kind `argument`, naming the argument and what it
+ * got, never its value) or `undefined`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { invalidArgument, type RedisError } from "../RedisError.ts"
+
+/** Runs `f` unless an argument check failed (then the call fails with it: nothing is admitted or sent). */
+export const checked = <A, E>(
+  invalid: RedisError | undefined,
+  f: () => Effect.Effect<A, E>
+): Effect.Effect<A, E | RedisError> => (invalid === undefined ? f() : Effect.fail(invalid))
+
+// What a value is, for a message: never the value itself (it may be personal data or a secret).
+const what = (u: unknown): string => {
+  if (u === null) return "null"
+  if (Array.isArray(u)) return "an array"
+  if (typeof u === "number") return Number.isNaN(u) ? "NaN" : Number.isFinite(u) ? "a number" : "an infinite number"
+  return typeof u === "object" ? "an object" : typeof u === "undefined" ? "undefined" : `a ${typeof u}`
+}
+
+/** A string (a key, field, member, value, channel). */
+export const string = (command: string, field: string, u: unknown): RedisError | undefined =>
+  typeof u === "string" ? undefined : invalidArgument(command, `${field}: expected a string, got ${what(u)}`)
+
+/** An array of strings, at least `min` of them. */
+export const strings = (command: string, field: string, u: unknown, min = 1): RedisError | undefined => {
+  if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array of strings, got ${what(u)}`)
+  if (u.length < min) return invalidArgument(command, `${field}: expected at least ${min}, got ${u.length}`)
+  for (let i = 0; i < u.length; i++) {
+    if (typeof u[i] !== "string")
+      return invalidArgument(command, `${field}[${i}]: expected a string, got ${what(u[i])}`)
+  }
+  return undefined
+}
+
+/** A safe integer (an index, a count, an increment). */
+export const integer = (command: string, field: string, u: unknown): RedisError | undefined =>
+  Number.isSafeInteger(u) ? undefined : invalidArgument(command, `${field}: expected an integer, got ${what(u)}`)
+
+/** A number that is not NaN (a score: ±Infinity are Redis's `+inf` and `-inf`). */
+export const score = (command: string, field: string, u: unknown): RedisError | undefined =>
+  typeof u === "number" && !Number.isNaN(u)
+    ? undefined
+    : invalidArgument(command, `${field}: expected a number, got ${what(u)}`)
+
+/** A score bound: a number (not NaN) or a string (`(1`, `-inf`). */
+export const bound = (command: string, field: string, u: unknown): RedisError | undefined =>
+  typeof u === "string" ? undefined : score(command, field, u)
+
+/** An object of string values (MSET entries, HSET fields), at least one. */
+export const entries = (command: string, field: string, u: unknown): RedisError | undefined => {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) {
+    return invalidArgument(command, `${field}: expected an object of strings, got ${what(u)}`)
+  }
+  const values = Object.values(u)
+  if (values.length === 0) return invalidArgument(command, `${field}: expected at least one entry`)
+  for (const [k, v] of Object.entries(u)) {
+    if (typeof v !== "string") return invalidArgument(command, `${field}.${k}: expected a string, got ${what(v)}`)
+  }
+  return undefined
+}
+
+/** Raw command arguments: strings, or finite numbers (sent as their decimal text). */
+export const commandArgs = (command: string, field: string, u: unknown): RedisError | undefined => {
+  if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array, got ${what(u)}`)
+  for (let i = 0; i < u.length; i++) {
+    const a: unknown = u[i]
+    if (typeof a !== "string" && !(typeof a === "number" && Number.isFinite(a))) {
+      return invalidArgument(command, `${field}[${i}]: expected a string or a finite number, got ${what(a)}`)
+    }
+  }
+  return undefined
+}
+
+/** Argument positions (0-based) within `length` arguments. */
+export const positions = (command: string, field: string, u: unknown, length: number): RedisError | undefined => {
+  if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array of positions, got ${what(u)}`)
+  for (let i = 0; i < u.length; i++) {
+    const p: unknown = u[i]
+    if (!Number.isSafeInteger(p) || (p as number) < 0 || (p as number) >= length) {
+      return invalidArgument(command, `${field}[${i}]: expected an argument position from 0 to ${length - 1}`)
+    }
+  }
+  return undefined
+}
+
+/** An optional object of options (`undefined` is fine). */
+export const options = (command: string, field: string, u: unknown): RedisError | undefined =>
+  u === undefined || (typeof u === "object" && u !== null && !Array.isArray(u))
+    ? undefined
+    : invalidArgument(command, `${field}: expected an object, got ${what(u)}`)
