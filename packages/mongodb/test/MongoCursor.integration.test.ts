@@ -161,46 +161,50 @@ describe("MongoEngine cursor streams", () => {
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
   })
 
-  it.live("a batch abandoned by the attempt timeout fails the stream and its cursor is killed", () => {
-    const rec = Fx.recording()
-    return Effect.gen(function* () {
-      const server = yield* Servers.acquirePrivate("mongodb")
-      const observer = yield* Fx.raw(server.url)
-      const { db, mongo, items, as } = yield* setup("abandon", server.url, observer)
-      const started = yield* as(
-        Effect.gen(function* () {
-          let n = 0
-          return yield* items.stream({}, { batchSize: 5 }).pipe(
-            Stream.tap(() =>
-              n++ === 5
-                ? // Past the first batch: the next pull is a getMore, sent to a server that will not answer.
-                  Servers.pause(server).pipe(Effect.orDie)
-                : Effect.void
-            ),
-            Stream.runDrain,
-            Effect.flip
-          )
-        })
-      ).pipe(Effect.ensuring(Effect.ignore(Servers.resume(server))))
-      assert.strictEqual((started as { _tag: string })._tag, "Timeout", "the getMore hit the attempt timeout")
-      const id = rec.cursorIds[0]!
-      yield* Fx.eventually(
-        "the cursor is gone from the server",
-        Effect.map(cursorAlive(observer, db.name, "items", id), (alive) => !alive),
-        "15 seconds"
+  it.live(
+    "a stream is bounded by the tier deadline: a getMore that hangs past it fails the stream, and its cursor is killed",
+    () => {
+      const rec = Fx.recording()
+      return Effect.gen(function* () {
+        const server = yield* Servers.acquirePrivate("mongodb")
+        const observer = yield* Fx.raw(server.url)
+        const { db, mongo, items, as } = yield* setup("abandon", server.url, observer)
+        const started = yield* as(
+          Effect.gen(function* () {
+            let n = 0
+            return yield* items.stream({}, { batchSize: 5 }).pipe(
+              Stream.tap(() =>
+                n++ === 5
+                  ? // Past the first batch: the next pull is a getMore, sent to a server that will not answer.
+                    Servers.pause(server).pipe(Effect.orDie)
+                  : Effect.void
+              ),
+              Stream.runDrain,
+              Effect.flip
+            )
+          })
+        ).pipe(Effect.ensuring(Effect.ignore(Servers.resume(server))))
+        assert.strictEqual((started as { _tag: string })._tag, "Timeout", "the stream ran into the tier deadline")
+        assert.strictEqual((started as { budget?: string }).budget, "deadline")
+        const id = rec.cursorIds[0]!
+        yield* Fx.eventually(
+          "the cursor is gone from the server",
+          Effect.map(cursorAlive(observer, db.name, "items", id), (alive) => !alive),
+          "15 seconds"
+        )
+        yield* Fx.eventually(
+          "the engine counts no open cursor",
+          Effect.map(as(mongo.poolStats), (s) => s.cursors === 0),
+          "15 seconds"
+        )
+      }).pipe(
+        Effect.provide(
+          Fx.layer({
+            factory: rec.factory,
+            tenancy: { tiers: { PRO: { timeout: "1500 millis" } } }
+          })
+        )
       )
-      yield* Fx.eventually(
-        "the engine counts no open cursor",
-        Effect.map(as(mongo.poolStats), (s) => s.cursors === 0),
-        "15 seconds"
-      )
-    }).pipe(
-      Effect.provide(
-        Fx.layer({
-          factory: rec.factory,
-          tenancy: { breakers: { mongodb: { attemptTimeout: "1 second" } } }
-        })
-      )
-    )
-  })
+    }
+  )
 })
