@@ -20,18 +20,6 @@ import type * as MongoEngineModule from "../src/MongoEngine.ts"
 import { MongoEngine } from "../src/MongoEngine.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
-// Whether the server still knows cursor `id` of `collection` (a getMore from the observer's own connection).
-const cursorAlive = (observer: MongoClient, database: string, collection: string, id: string) =>
-  Effect.promise(async () => {
-    try {
-      await observer.db(database).command({ getMore: BigInt(id) as never, collection, batchSize: 1 })
-      return true
-    } catch (e) {
-      if ((e as { code?: unknown }).code === 43) return false
-      throw e
-    }
-  })
-
 const setup = (label: string, url: string, observer: MongoClient, tier: "PRO" | "FREE" = "PRO") =>
   Effect.gen(function* () {
     const db = yield* Fx.database(observer, url, `bud_${label}`)
@@ -116,7 +104,7 @@ describe("MongoEngine budgets", () => {
       assert.strictEqual(sent?.command["maxTimeMS"], 1_000, "the cursor's server time is bounded by the deadline too")
       yield* Fx.eventually(
         "the cursor is gone from the server",
-        Effect.map(cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), (alive) => !alive),
+        Effect.map(Fx.cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), (alive) => !alive),
         "5 seconds"
       )
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory, tenancy: { tiers: { PRO: { timeout: "1 second" } } } })))
@@ -149,7 +137,7 @@ describe("MongoEngine budgets", () => {
         yield* Servers.resume(server)
         yield* Fx.eventually(
           "the cursor is gone from the server",
-          Effect.map(cursorAlive(observer, db.name, "items", cursorIds[0]!), (alive) => !alive),
+          Effect.map(Fx.cursorAlive(observer, db.name, "items", cursorIds[0]!), (alive) => !alive),
           "5 seconds"
         )
       }).pipe(

@@ -16,20 +16,6 @@ import * as TestServers from "@tenantpool/testing/TestServers"
 import { MongoEngine } from "../src/MongoEngine.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
-// Whether the server still knows cursor `id` of `collection` (a getMore from the observer's own connection).
-const cursorAlive = (observer: MongoClient, database: string, collection: string, id: string) =>
-  Effect.promise(async () => {
-    try {
-      await observer
-        .db(database)
-        .command({ getMore: BigInt(id) as never, collection, batchSize: 1 }, { promoteLongs: false })
-      return true
-    } catch (e) {
-      if ((e as { code?: unknown }).code === 43) return false
-      throw e
-    }
-  })
-
 // Open cursors as MongoDB counts them; undefined on servers that do not report it (FerretDB).
 const openCursors = (observer: MongoClient) =>
   Effect.promise(async () => {
@@ -80,7 +66,7 @@ describe("MongoEngine cursor streams", () => {
         rec.commands.some((c) => c.name === "killCursors" && String(c.command["cursors"]?.[0]) === id),
         "the engine sent killCursors for it"
       )
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", id), "the server no longer has it")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", id), "the server no longer has it")
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0)
       const after = yield* openCursors(observer)
       if (before !== undefined) assert.strictEqual(after, before, "serverStatus open cursors back to where they were")
@@ -111,7 +97,7 @@ describe("MongoEngine cursor streams", () => {
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 1, "the stream holds one cursor")
       yield* Fiber.interrupt(reader)
       const id = rec.cursorIds[0]!
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", id), "killed when the fiber was interrupted")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", id), "killed when the fiber was interrupted")
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0)
       assert.isTrue(seen < 200, "the stream did not run to its end")
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
@@ -140,7 +126,7 @@ describe("MongoEngine cursor streams", () => {
       yield* Effect.forkChild(Effect.andThen(Effect.sleep("300 millis"), Servers.resume(server)))
       yield* Fiber.interrupt(reader)
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0, "the driver has closed the cursor")
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), "the server killed it")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), "the server killed it")
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
   })
 
@@ -189,7 +175,7 @@ describe("MongoEngine cursor streams", () => {
         const id = rec.cursorIds[0]!
         yield* Fx.eventually(
           "the cursor is gone from the server",
-          Effect.map(cursorAlive(observer, db.name, "items", id), (alive) => !alive),
+          Effect.map(Fx.cursorAlive(observer, db.name, "items", id), (alive) => !alive),
           "15 seconds"
         )
         yield* Fx.eventually(

@@ -6,19 +6,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { BSON, Binary, Code, DBRef, Decimal128, Double, Int32, Long, ObjectId, Timestamp } from "mongodb"
-import { array, document, Refusal, sendable } from "../src/internal/documents.ts"
+import { array, document, sendable } from "../src/internal/documents.ts"
 import { checkPipeline } from "../src/internal/pipeline.ts"
 import { bulkOf, filterOf, pipelineOf, replacementOf, updateOf } from "../src/internal/requests.ts"
+import * as Fx from "./fixtures/Mongo.ts"
 
-const refusal = (f: () => unknown): Refusal => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof Refusal) return e
-    throw e
-  }
-  throw new Error("not refused")
-}
+const refusal = Fx.refusal
 
 // What the driver's serializer sends for a value (as a document's field `v`).
 const bytes = (value: unknown) => Buffer.from(BSON.serialize({ v: value }))

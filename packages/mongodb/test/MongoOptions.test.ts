@@ -6,9 +6,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { FindOptions as DriverFindOptions, UpdateOptions as DriverUpdateOptions } from "mongodb"
 import { checkOptions } from "../src/internal/options.ts"
-import { Refusal } from "../src/internal/documents.ts"
 import type { MongoCollection } from "../src/MongoCollection.ts"
 import * as MongoOptions from "../src/MongoOptions.ts"
+import * as Fx from "./fixtures/Mongo.ts"
 
 // Type-level only: never called.
 const typeChecks = (c: MongoCollection<{ a: number }>, driverFind: DriverFindOptions, update: DriverUpdateOptions) => {
@@ -34,15 +34,7 @@ const typeChecks = (c: MongoCollection<{ a: number }>, driverFind: DriverFindOpt
   c.updateMany({}, { $set: { a: 1 } }, { upsert: true, idempotent: true })
 }
 
-const refusal = (f: () => unknown): Refusal => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof Refusal) return e
-    throw e
-  }
-  throw new Error("not refused")
-}
+const refusal = Fx.refusal
 
 describe("MongoOptions", () => {
   it("refuses every option outside the operation's allowlist, naming it", () => {

@@ -9,7 +9,7 @@
  * thing and the server receive another.
  *
  * How: plain data (objects whose prototype is `Object.prototype` or `null`, arrays, primitives) is copied
- * field by field, each value read once; `ObjectId` and `Date` values are re-made from their bytes or time; anything
+ * field by field, each value read once; `ObjectId` and `Date` values are re-made (their packed fields, their time); anything
  * else (class instances, `toBSON`, `Map`, `_bsontype` values, typed arrays, regular expressions, BSON values) goes
  * through the driver's BSON itself: serialized with the options the engine sends with, and deserialized into fresh
  * values (`promoteValues: false`, so that numbers keep their BSON types and the bytes sent are the same). The copy
@@ -117,7 +117,7 @@ const copy = (value: unknown, path: string, depth: number): unknown => {
   // structure).
   if (proto === ObjectId.prototype) {
     try {
-      return new ObjectId(ObjectId.prototype.toHexString.call(v))
+      return new ObjectId(v as unknown as ObjectId)
     } catch (e) {
       throw invalid(path, `is not a valid ObjectId: ${describe(e)}`)
     }

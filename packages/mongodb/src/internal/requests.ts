@@ -162,26 +162,21 @@ export const indexDescriptionsOf = (indexes: unknown): Array<Document> => {
 }
 
 // The fields each bulk-write model may have, and how to check them.
-const bulkFields: Readonly<
-  Record<string, Readonly<Record<string, "filter" | "update" | "replacement" | "document" | "option">>>
-> = {
+type BulkField = "filter" | "update" | "replacement" | "document" | "option"
+
+const bulkUpdate: Readonly<Record<string, BulkField>> = {
+  filter: "filter",
+  update: "update",
+  upsert: "option",
+  arrayFilters: "option",
+  collation: "option",
+  hint: "option"
+}
+
+const bulkFields: Readonly<Record<string, Readonly<Record<string, BulkField>>>> = {
   insertOne: { document: "document" },
-  updateOne: {
-    filter: "filter",
-    update: "update",
-    upsert: "option",
-    arrayFilters: "option",
-    collation: "option",
-    hint: "option"
-  },
-  updateMany: {
-    filter: "filter",
-    update: "update",
-    upsert: "option",
-    arrayFilters: "option",
-    collation: "option",
-    hint: "option"
-  },
+  updateOne: bulkUpdate,
+  updateMany: bulkUpdate,
   replaceOne: { filter: "filter", replacement: "replacement", upsert: "option", collation: "option", hint: "option" },
   deleteOne: { filter: "filter", collation: "option", hint: "option" },
   deleteMany: { filter: "filter", collation: "option", hint: "option" }
