@@ -82,8 +82,8 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
   /** `find` read to the end, as an array (filter, projection, sort, skip, limit in the options). */
   readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<A>, Fail | D, R>
   /**
-   * `find` as a stream: one guarded operation per batch; the cursor is closed when the stream ends, fails or is
-   * interrupted. Pass `maxTimeMS` to bound the cursor's total server time.
+   * `find` as a stream, under one lease: the project's slot and the target's budget are held while it is open, the
+   * tier deadline bounds it (and its cursor's `maxTimeMS`); the cursor is killed on the server however it stops.
    */
   readonly stream: (filter?: Filter<T>, options?: FindOptions) => Stream.Stream<A, Fail | D, R>
   readonly countDocuments: (filter?: Filter<T>, options?: CountOptions) => Effect.Effect<number, Fail>
@@ -119,9 +119,9 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
     options?: BulkWriteOptions
   ) => Effect.Effect<BulkWriteResult, Fail>
   /**
-   * An aggregation read to the end. Stages that reach another database (`$out`/`$merge` into one, Atlas-style
-   * `$lookup` from one) are refused; a pipeline with `$out`/`$merge` is not retried. With `schema`, results are
-   * decoded with it.
+   * An aggregation read to the end. Stages outside the allowlist (`$currentOp`, `$listSessions`, …) and namespaces
+   * in another database than the project's are refused, naming the stage; a pipeline with `$out`/`$merge` is not
+   * retried. With `schema`, results are decoded with it.
    */
   readonly aggregate: {
     <B extends Document = Document>(
