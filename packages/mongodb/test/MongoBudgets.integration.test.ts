@@ -12,33 +12,12 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { MongoClient } from "mongodb"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Servers from "@tenantpool/testing/Servers"
 import * as TestServers from "@tenantpool/testing/TestServers"
 import type * as MongoEngineModule from "../src/MongoEngine.ts"
-import { MongoEngine } from "../src/MongoEngine.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
-const setup = (label: string, url: string, observer: MongoClient, tier: "PRO" | "FREE" = "PRO") =>
-  Effect.gen(function* () {
-    const db = yield* Fx.database(observer, url, `bud_${label}`)
-    const id = Fx.projectId(label)
-    yield* (yield* MemoryRegistry).register({ id, tier, mongodb: db.url })
-    const tenancy = yield* Tenancy.Tenancy
-    const mongo = yield* MongoEngine
-    yield* Fx.call(() =>
-      observer
-        .db(db.name)
-        .collection("items")
-        .insertMany(Array.from({ length: 200 }, (_, i) => ({ i })))
-    )
-    return {
-      db,
-      items: mongo.collection<{ i: number }>("items"),
-      as: <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(tenancy.withProject(id))
-    }
-  })
+const setup = (label: string, url: string, observer: MongoClient) => Fx.itemsProject(`bud_${label}`, url, observer)
 
 describe("MongoEngine budgets", () => {
   it.live("an open stream holds the project's slot and the target's budget until it ends", () =>

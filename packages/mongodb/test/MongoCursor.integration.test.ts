@@ -9,11 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import type { MongoClient } from "mongodb"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Servers from "@tenantpool/testing/Servers"
 import * as TestServers from "@tenantpool/testing/TestServers"
-import { MongoEngine } from "../src/MongoEngine.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
 // Open cursors as MongoDB counts them; undefined on servers that do not report it (FerretDB).
@@ -24,26 +21,7 @@ const openCursors = (observer: MongoClient) =>
     return total === undefined ? undefined : Number(total)
   })
 
-const setup = (label: string, url: string, observer: MongoClient) =>
-  Effect.gen(function* () {
-    const db = yield* Fx.database(observer, url, `cur_${label}`)
-    const id = Fx.projectId(label)
-    yield* (yield* MemoryRegistry).register({ id, tier: "PRO", mongodb: db.url })
-    const tenancy = yield* Tenancy.Tenancy
-    const mongo = yield* MongoEngine
-    yield* Fx.call(() =>
-      observer
-        .db(db.name)
-        .collection("items")
-        .insertMany(Array.from({ length: 200 }, (_, i) => ({ i })))
-    )
-    return {
-      db,
-      mongo,
-      items: mongo.collection<{ i: number }>("items"),
-      as: <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(tenancy.withProject(id))
-    }
-  })
+const setup = (label: string, url: string, observer: MongoClient) => Fx.itemsProject(`cur_${label}`, url, observer)
 
 describe("MongoEngine cursor streams", () => {
   it.live("a stream taken short kills its cursor on the server", () => {
