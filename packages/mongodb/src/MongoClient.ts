@@ -24,23 +24,14 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
-  AggregateOptions,
-  BulkWriteOptions,
-  CountDocumentsOptions,
-  CreateIndexesOptions,
-  DeleteOptions,
   DeleteResult,
   Document,
   Filter,
-  FindOneOptions,
-  FindOptions,
   IndexSpecification,
   InsertManyResult,
-  InsertOneOptions,
   InsertOneResult,
   OptionalUnlessRequiredId,
   UpdateFilter,
-  UpdateOptions,
   UpdateResult,
   WithId
 } from "mongodb"
@@ -48,9 +39,20 @@ import type { GuardError, InvalidConfig, InvalidConnectionString, InvalidProject
 import { MemoryRegistry, type ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import type { TierName, Tiers } from "@tenantpool/core/Tier"
-import { MongoEngine, type MongoCollection, type MongoPoolStats, type WriteGuardOptions } from "./MongoEngine.ts"
+import { MongoEngine, type MongoCollection, type MongoPoolStats } from "./MongoEngine.ts"
 import * as MongoEngineModule from "./MongoEngine.ts"
 import type { MongoError } from "./MongoError.ts"
+import type {
+  AggregateOptions,
+  CountOptions,
+  CreateIndexOptions,
+  DeleteOptions,
+  FindOneOptions,
+  FindOptions,
+  InsertManyOptions,
+  InsertOneOptions,
+  UpdateOptions
+} from "./MongoOptions.ts"
 
 /**
  * The spec's options: the project's connection string (plain or `Redacted`) and its tier.
@@ -84,12 +86,12 @@ export class MongoClient extends Context.Service<
     readonly insertOne: <T extends Document = Document>(
       collection: string,
       document: OptionalUnlessRequiredId<T>,
-      options?: InsertOneOptions & WriteGuardOptions
+      options?: InsertOneOptions
     ) => Effect.Effect<InsertOneResult<T>, ClientError>
     readonly insertMany: <T extends Document = Document>(
       collection: string,
       documents: ReadonlyArray<OptionalUnlessRequiredId<T>>,
-      options?: BulkWriteOptions & WriteGuardOptions
+      options?: InsertManyOptions
     ) => Effect.Effect<InsertManyResult<T>, ClientError>
     readonly findOne: <T extends Document = Document>(
       collection: string,
@@ -104,29 +106,29 @@ export class MongoClient extends Context.Service<
     readonly countDocuments: <T extends Document = Document>(
       collection: string,
       filter?: Filter<T>,
-      options?: CountDocumentsOptions
+      options?: CountOptions
     ) => Effect.Effect<number, ClientError>
     readonly updateOne: <T extends Document = Document>(
       collection: string,
       filter: Filter<T>,
       update: UpdateFilter<T> | ReadonlyArray<Document>,
-      options?: UpdateOptions & WriteGuardOptions
+      options?: UpdateOptions
     ) => Effect.Effect<UpdateResult<T>, ClientError>
     readonly updateMany: <T extends Document = Document>(
       collection: string,
       filter: Filter<T>,
       update: UpdateFilter<T> | ReadonlyArray<Document>,
-      options?: UpdateOptions & WriteGuardOptions
+      options?: UpdateOptions
     ) => Effect.Effect<UpdateResult<T>, ClientError>
     readonly deleteOne: <T extends Document = Document>(
       collection: string,
       filter?: Filter<T>,
-      options?: DeleteOptions & WriteGuardOptions
+      options?: DeleteOptions
     ) => Effect.Effect<DeleteResult, ClientError>
     readonly deleteMany: <T extends Document = Document>(
       collection: string,
       filter?: Filter<T>,
-      options?: DeleteOptions & WriteGuardOptions
+      options?: DeleteOptions
     ) => Effect.Effect<DeleteResult, ClientError>
     readonly aggregate: <B extends Document = Document>(
       collection: string,
@@ -136,7 +138,7 @@ export class MongoClient extends Context.Service<
     readonly createIndex: (
       collection: string,
       index: IndexSpecification,
-      options?: CreateIndexesOptions
+      options?: CreateIndexOptions
     ) => Effect.Effect<string, ClientError>
     /** A typed collection; run its operations (and streams) as this project with `run` / `runStream`. */
     readonly collection: <T extends Document = Document>(name: string) => MongoCollection<T>
@@ -197,34 +199,34 @@ export const make = (
       insertOne: <T extends Document>(
         collection: string,
         document: OptionalUnlessRequiredId<T>,
-        o?: InsertOneOptions & WriteGuardOptions
+        o?: InsertOneOptions
       ) => run(c<T>(collection).insertOne(document, o)),
       insertMany: <T extends Document>(
         collection: string,
         documents: ReadonlyArray<OptionalUnlessRequiredId<T>>,
-        o?: BulkWriteOptions & WriteGuardOptions
+        o?: InsertManyOptions
       ) => run(c<T>(collection).insertMany(documents, o)),
       findOne: <T extends Document>(collection: string, filter?: Filter<T>, o?: FindOneOptions) =>
         run(c<T>(collection).findOne(filter, o)),
       find: <T extends Document>(collection: string, filter?: Filter<T>, o?: FindOptions) =>
         run(c<T>(collection).find(filter, o)),
-      countDocuments: <T extends Document>(collection: string, filter?: Filter<T>, o?: CountDocumentsOptions) =>
+      countDocuments: <T extends Document>(collection: string, filter?: Filter<T>, o?: CountOptions) =>
         run(c<T>(collection).countDocuments(filter, o)),
       updateOne: <T extends Document>(
         collection: string,
         filter: Filter<T>,
         update: UpdateFilter<T> | ReadonlyArray<Document>,
-        o?: UpdateOptions & WriteGuardOptions
+        o?: UpdateOptions
       ) => run(c<T>(collection).updateOne(filter, update, o)),
       updateMany: <T extends Document>(
         collection: string,
         filter: Filter<T>,
         update: UpdateFilter<T> | ReadonlyArray<Document>,
-        o?: UpdateOptions & WriteGuardOptions
+        o?: UpdateOptions
       ) => run(c<T>(collection).updateMany(filter, update, o)),
-      deleteOne: <T extends Document>(collection: string, filter?: Filter<T>, o?: DeleteOptions & WriteGuardOptions) =>
+      deleteOne: <T extends Document>(collection: string, filter?: Filter<T>, o?: DeleteOptions) =>
         run(c<T>(collection).deleteOne(filter, o)),
-      deleteMany: <T extends Document>(collection: string, filter?: Filter<T>, o?: DeleteOptions & WriteGuardOptions) =>
+      deleteMany: <T extends Document>(collection: string, filter?: Filter<T>, o?: DeleteOptions) =>
         run(c<T>(collection).deleteMany(filter, o)),
       aggregate: <B extends Document>(collection: string, pipeline: ReadonlyArray<Document>, o?: AggregateOptions) =>
         run(c(collection).aggregate<B>(pipeline, o)),

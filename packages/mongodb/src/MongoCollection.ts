@@ -9,47 +9,46 @@ import type * as Effect from "effect/Effect"
 import type * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import type {
-  AggregateOptions,
   AnyBulkWriteOperation,
-  BulkWriteOptions,
   BulkWriteResult,
-  CountDocumentsOptions,
-  CreateIndexesOptions,
-  DeleteOptions,
   DeleteResult,
-  DistinctOptions,
   Document,
   Filter,
-  FindOneAndUpdateOptions,
-  FindOneOptions,
-  FindOptions,
   Flatten,
   IndexDescription,
   IndexSpecification,
   InsertManyResult,
-  InsertOneOptions,
   InsertOneResult,
   OptionalUnlessRequiredId,
-  ReplaceOptions,
   UpdateFilter,
-  UpdateOptions,
   UpdateResult,
   WithId,
   WithoutId
 } from "mongodb"
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { MongoError } from "./MongoError.ts"
+import type {
+  AggregateOptions,
+  BulkWriteOptions,
+  CountOptions,
+  CreateIndexOptions,
+  DeleteOptions,
+  DistinctOptions,
+  FindOneAndUpdateOptions,
+  FindOneOptions,
+  FindOptions,
+  InsertManyOptions,
+  InsertOneOptions,
+  ReplaceOptions,
+  UpdateOptions
+} from "./MongoOptions.ts"
 
 /**
- * Options every write takes: `idempotent` declares that running it twice is harmless (a `$set` to fixed values, a
- * replace), which lets the guard retry it after an infrastructure error. Off by default.
+ * Options every write takes (declared in `MongoOptions.ts`, with the option allowlists).
  *
- * @category models
  * @since 0.1.0
  */
-export interface WriteGuardOptions {
-  readonly idempotent?: boolean | undefined
-}
+export type { WriteGuardOptions } from "./MongoOptions.ts"
 
 /**
  * A schema whose encoded side is a document: results of a collection made with it are decoded with it.
@@ -73,21 +72,21 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
   readonly name: string
   readonly insertOne: (
     document: OptionalUnlessRequiredId<T>,
-    options?: InsertOneOptions & WriteGuardOptions
+    options?: InsertOneOptions
   ) => Effect.Effect<InsertOneResult<T>, Fail>
   readonly insertMany: (
     documents: ReadonlyArray<OptionalUnlessRequiredId<T>>,
-    options?: BulkWriteOptions & WriteGuardOptions
+    options?: InsertManyOptions
   ) => Effect.Effect<InsertManyResult<T>, Fail>
   readonly findOne: (filter?: Filter<T>, options?: FindOneOptions) => Effect.Effect<A | null, Fail | D, R>
   /** `find` read to the end, as an array (filter, projection, sort, skip, limit in the options). */
   readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<A>, Fail | D, R>
   /**
-   * `find` as a stream: one guarded operation per batch; the cursor is closed when the stream ends, fails or is
-   * interrupted. Pass `maxTimeMS` to bound the cursor's total server time.
+   * `find` as a stream, under one lease: the project's slot and the target's budget are held while it is open, the
+   * tier deadline bounds it (and its cursor's `maxTimeMS`); the cursor is killed on the server however it stops.
    */
   readonly stream: (filter?: Filter<T>, options?: FindOptions) => Stream.Stream<A, Fail | D, R>
-  readonly countDocuments: (filter?: Filter<T>, options?: CountDocumentsOptions) => Effect.Effect<number, Fail>
+  readonly countDocuments: (filter?: Filter<T>, options?: CountOptions) => Effect.Effect<number, Fail>
   readonly distinct: <K extends keyof WithId<T> & string>(
     key: K,
     filter?: Filter<T>,
@@ -96,39 +95,33 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
   readonly updateOne: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
-    options?: UpdateOptions & WriteGuardOptions
+    options?: UpdateOptions
   ) => Effect.Effect<UpdateResult<T>, Fail>
   readonly updateMany: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
-    options?: UpdateOptions & WriteGuardOptions
+    options?: UpdateOptions
   ) => Effect.Effect<UpdateResult<T>, Fail>
   readonly replaceOne: (
     filter: Filter<T>,
     replacement: WithoutId<T>,
-    options?: ReplaceOptions & WriteGuardOptions
+    options?: ReplaceOptions
   ) => Effect.Effect<UpdateResult<T>, Fail>
   readonly findOneAndUpdate: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
-    options?: FindOneAndUpdateOptions & WriteGuardOptions
+    options?: FindOneAndUpdateOptions
   ) => Effect.Effect<A | null, Fail | D, R>
-  readonly deleteOne: (
-    filter?: Filter<T>,
-    options?: DeleteOptions & WriteGuardOptions
-  ) => Effect.Effect<DeleteResult, Fail>
-  readonly deleteMany: (
-    filter?: Filter<T>,
-    options?: DeleteOptions & WriteGuardOptions
-  ) => Effect.Effect<DeleteResult, Fail>
+  readonly deleteOne: (filter?: Filter<T>, options?: DeleteOptions) => Effect.Effect<DeleteResult, Fail>
+  readonly deleteMany: (filter?: Filter<T>, options?: DeleteOptions) => Effect.Effect<DeleteResult, Fail>
   readonly bulkWrite: (
     operations: ReadonlyArray<AnyBulkWriteOperation<T>>,
-    options?: BulkWriteOptions & WriteGuardOptions
+    options?: BulkWriteOptions
   ) => Effect.Effect<BulkWriteResult, Fail>
   /**
-   * An aggregation read to the end. Stages that reach another database (`$out`/`$merge` into one, Atlas-style
-   * `$lookup` from one) are refused; a pipeline with `$out`/`$merge` is not retried. With `schema`, results are
-   * decoded with it.
+   * An aggregation read to the end. Stages outside the allowlist (`$currentOp`, `$listSessions`, …) and namespaces
+   * in another database than the project's are refused, naming the stage; a pipeline with `$out`/`$merge` is not
+   * retried. With `schema`, results are decoded with it.
    */
   readonly aggregate: {
     <B extends Document = Document>(
@@ -151,10 +144,10 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
       options: AggregateOptions & { readonly schema: S }
     ): Stream.Stream<S["Type"], Fail | Schema.SchemaError, S["DecodingServices"]>
   }
-  readonly createIndex: (index: IndexSpecification, options?: CreateIndexesOptions) => Effect.Effect<string, Fail>
+  readonly createIndex: (index: IndexSpecification, options?: CreateIndexOptions) => Effect.Effect<string, Fail>
   readonly createIndexes: (
     indexes: ReadonlyArray<IndexDescription>,
-    options?: CreateIndexesOptions
+    options?: CreateIndexOptions
   ) => Effect.Effect<Array<string>, Fail>
   readonly listIndexes: () => Effect.Effect<Array<Document>, Fail>
   readonly dropIndex: (name: string) => Effect.Effect<void, Fail>

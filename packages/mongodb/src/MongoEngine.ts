@@ -35,7 +35,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
-import { type Document, MongoClient as DriverClient, type MongoClientOptions, type TransactionOptions } from "mongodb"
+import { type Document, MongoClient as DriverClient, type MongoClientOptions } from "mongodb"
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import * as Durations from "@tenantpool/core/Durations"
 import type { Classification, PoolStats } from "@tenantpool/core/Engine"
@@ -49,6 +49,7 @@ import { transaction } from "./internal/transactions.ts"
 import { Views } from "./internal/views.ts"
 import type { DocumentSchema, MongoCollection, MongoTransaction } from "./MongoCollection.ts"
 import { classify, fromUnknown, MongoError } from "./MongoError.ts"
+import type { TransactionOptions } from "./MongoOptions.ts"
 
 /**
  * The collection models, declared in `MongoCollection.ts` (the engine's internals use them too) and exported here
@@ -236,6 +237,7 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
     // `maxTimeMS` of a project's reads: the attempt timeout, or the tier's deadline when that is shorter.
     const maxTimeFor = (project: ProjectHandle) =>
       Math.max(1, Math.floor(Math.min(handle.policy.attemptTimeoutMillis, limits(project).timeoutMillis)))
+    const deadlineFor = (project: ProjectHandle) => Math.max(1, Math.floor(limits(project).timeoutMillis))
     // `targets` uses `handle` only once bindings exist, which is after the registration below.
     const targets = new Targets<Binding>({
       settings,
@@ -243,6 +245,7 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
       refresh: (b) => {
         b.tierSeen = b.project.tierName
         b.maxTimeMS = maxTimeFor(b.project)
+        b.deadlineMS = deadlineFor(b.project)
       },
       recordAcquire: (project, seconds) => handle.recordAcquire(project, seconds),
       fork: (effect) => {
@@ -261,7 +264,7 @@ export const makeWith = (factory: ClientFactory, options?: Options | undefined) 
       engine: "mongodb",
       classify: (e) => (e instanceof MongoError ? classify(e) : callersError),
       targetCapacity: () => capacity,
-      bind: (project, target) => bind(targets, project, target, maxTimeFor),
+      bind: (project, target) => bind(targets, project, target, maxTimeFor, deadlineFor),
       ping: (b) =>
         Effect.tryPromise({
           try: (signal) => ping(b, signal),

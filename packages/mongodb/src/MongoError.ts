@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import * as Driver from "mongodb"
 import type { Classification } from "@tenantpool/core/Engine"
 
 /**
@@ -79,6 +80,8 @@ export class MongoError extends Schema.TaggedError<MongoError>()("MongoError", {
   /** The server's error code (11000, 50, 10107, …) when the server answered with one. */
   code: Schema.optional(Schema.Number),
   operation: Schema.String,
+  /** The argument or option at fault (`filter`, `options.dbName`, `pipeline[2].$out`), for refused input. */
+  argument: Schema.optional(Schema.String),
   detail: Schema.String,
   /** Whether the request may have reached the server (false when it was refused or never left the process). */
   sent: Schema.Boolean
@@ -89,7 +92,8 @@ export class MongoError extends Schema.TaggedError<MongoError>()("MongoError", {
   }
   override get message(): string {
     const code = this.code === undefined ? "" : ` ${this.code}`
-    return `MongoDB ${this.operation} failed (${this.kind}${code}): ${this.detail}`
+    const argument = this.argument === undefined ? "" : `${this.argument} `
+    return `MongoDB ${this.operation} failed (${this.kind}${code}): ${argument}${this.detail}`
   }
 }
 
@@ -169,19 +173,12 @@ export const scrub = (text: string, secrets?: Iterable<string> | undefined): str
 const clean = (text: string, secrets: Iterable<string> | undefined): string =>
   scrub(text.replace(/\s+/g, " ").trim(), secrets).slice(0, 300)
 
-interface DriverErrorLike {
-  readonly name?: unknown
-  readonly message?: unknown
+interface ServerErrorLike {
   readonly code?: unknown
-  readonly codeName?: unknown
-  readonly beforeHandshake?: unknown
   readonly writeErrors?: unknown
-  readonly writeConcernError?: unknown
-  readonly result?: unknown
-  readonly errorLabelSet?: unknown
 }
 
-const firstWriteErrorCode = (err: DriverErrorLike): number | undefined => {
+const firstWriteErrorCode = (err: ServerErrorLike): number | undefined => {
   const list = err.writeErrors
   if (Array.isArray(list) && list.length > 0) {
     const code = (list[0] as { code?: unknown }).code
@@ -194,96 +191,98 @@ const firstWriteErrorCode = (err: DriverErrorLike): number | undefined => {
   return undefined
 }
 
-const hasLabel = (err: DriverErrorLike, label: string): boolean =>
-  err.errorLabelSet instanceof Set && err.errorLabelSet.has(label)
+// The driver's pool errors are not exported by the package; they are instances of its classes whose `name` is a
+// class getter (`MongoPoolClearedError`, …), so among the driver's own errors the name is the class.
+const poolErrorName = (err: Driver.MongoError): string => err.name
+
+/** Kind and `sent` of a driver error, by its class (never by the shape of an arbitrary object). */
+const byClass = (err: Driver.MongoError): { kind: MongoErrorKind; sent: boolean } | undefined => {
+  if (err instanceof Driver.MongoNetworkTimeoutError)
+    return { kind: "timeout", sent: (err as { beforeHandshake?: unknown }).beforeHandshake !== true }
+  if (err instanceof Driver.MongoNetworkError) {
+    const name = poolErrorName(err)
+    if (name === "MongoPoolClearedError") return { kind: "pool_cleared", sent: false }
+    return { kind: "network", sent: (err as { beforeHandshake?: unknown }).beforeHandshake !== true }
+  }
+  if (err instanceof Driver.MongoServerSelectionError) return { kind: "server_selection", sent: false }
+  if (err instanceof Driver.MongoOperationTimeoutError) return { kind: "timeout", sent: true }
+  if (
+    err instanceof Driver.MongoTopologyClosedError ||
+    err instanceof Driver.MongoClientClosedError ||
+    err instanceof Driver.MongoNotConnectedError ||
+    err instanceof Driver.MongoServerClosedError ||
+    err instanceof Driver.MongoExpiredSessionError
+  ) {
+    return { kind: "closed", sent: false }
+  }
+  if (err instanceof Driver.MongoWriteConcernError) {
+    const code = typeof err.code === "number" ? err.code : undefined
+    return {
+      kind: code !== undefined && code !== 64 ? (kindOfCode(code) ?? "write_concern") : "write_concern",
+      sent: true
+    }
+  }
+  if (
+    err instanceof Driver.MongoAPIError ||
+    err instanceof Driver.MongoParseError ||
+    err instanceof Driver.MongoCompatibilityError ||
+    err instanceof Driver.MongoMissingCredentialsError ||
+    err instanceof Driver.MongoMissingDependencyError ||
+    err instanceof Driver.MongoCursorInUseError ||
+    err instanceof Driver.MongoCursorExhaustedError ||
+    err instanceof Driver.MongoTransactionError
+  ) {
+    return { kind: "invalid_argument", sent: false }
+  }
+  if (err instanceof Driver.MongoServerError) return undefined
+  switch (poolErrorName(err)) {
+    case "MongoWaitQueueTimeoutError":
+      return { kind: "pool_timeout", sent: false }
+    case "MongoPoolClosedError":
+      return { kind: "closed", sent: false }
+  }
+  return undefined
+}
+
+/** Kind and `sent` of a server's answer (or another driver error), by its code. */
+const byCode = (err: Driver.MongoError, code: number | undefined): { kind: MongoErrorKind; sent: boolean } => {
+  let kind: MongoErrorKind
+  const byNumber = code === undefined ? undefined : kindOfCode(code)
+  if (byNumber !== undefined) kind = byNumber
+  else if (/node is recovering|not (writable )?primary|not master/i.test(err.message)) kind = "not_primary"
+  else if (err.hasErrorLabel("TransientTransactionError")) kind = "conflict"
+  else if (err instanceof Driver.MongoServerError || code !== undefined) kind = "server"
+  else kind = "other"
+  // The server answered; commands it refuses before executing them were not applied.
+  return { kind, sent: !(kind === "not_primary" || kind === "auth" || code === 91) }
+}
 
 /**
- * Converts whatever the driver rejected with into a `MongoError` for `operation`. `secrets` (passwords the engine
- * knows) are scrubbed from the detail text.
+ * Converts whatever the driver rejected with into a `MongoError` for `operation`, classified by the driver's error
+ * classes and the server's codes (an object that merely looks like a driver error is `other`, never
+ * infrastructure). `secrets` (passwords the engine knows) are scrubbed from the detail text.
  *
  * @category constructors
  * @since 0.1.0
  */
 export const fromUnknown = (operation: string, cause: unknown, secrets?: Iterable<string> | undefined): MongoError => {
   if (cause instanceof MongoError) return cause
-  const err = (typeof cause === "object" && cause !== null ? cause : {}) as DriverErrorLike
-  const name = typeof err.name === "string" ? err.name : ""
-  const rawMessage = typeof err.message === "string" ? err.message : String(cause)
-  const serverCode = typeof err.code === "number" ? err.code : undefined
-  const code = serverCode ?? firstWriteErrorCode(err)
   let kind: MongoErrorKind
   let sent: boolean
-  switch (name) {
-    case "MongoNetworkTimeoutError":
-      kind = "timeout"
-      sent = err.beforeHandshake !== true
-      break
-    case "MongoNetworkError":
-    case "PoolClearedOnNetworkError":
-      kind = "network"
-      sent = err.beforeHandshake !== true
-      break
-    case "MongoPoolClearedError":
-      kind = "pool_cleared"
-      sent = false
-      break
-    case "MongoWaitQueueTimeoutError":
-      kind = "pool_timeout"
-      sent = false
-      break
-    case "MongoServerSelectionError":
-      kind = "server_selection"
-      sent = false
-      break
-    case "MongoOperationTimeoutError":
-      kind = "timeout"
-      sent = true
-      break
-    case "MongoTopologyClosedError":
-    case "MongoClientClosedError":
-    case "MongoNotConnectedError":
-    case "MongoPoolClosedError":
-    case "MongoServerClosedError":
-    case "MongoExpiredSessionError":
-      kind = "closed"
-      sent = false
-      break
-    case "MongoWriteConcernError":
-      kind = code !== undefined && code !== 64 ? (kindOfCode(code) ?? "write_concern") : "write_concern"
-      sent = true
-      break
-    case "MongoInvalidArgumentError":
-    case "MongoParseError":
-    case "MongoAPIError":
-    case "MongoCompatibilityError":
-    case "MongoMissingCredentialsError":
-    case "MongoMissingDependencyError":
-    case "MongoCursorInUseError":
-    case "MongoCursorExhaustedError":
-    case "MongoTransactionError":
-    case "BSONError":
-    case "BSONVersionError":
-    case "TypeError":
-    case "RangeError":
-      kind = "invalid_argument"
-      sent = false
-      break
-    default: {
-      const byCode = code === undefined ? undefined : kindOfCode(code)
-      if (byCode !== undefined) {
-        kind = byCode
-      } else if (/node is recovering|not (writable )?primary|not master/i.test(rawMessage)) {
-        kind = "not_primary"
-      } else if (hasLabel(err, "TransientTransactionError")) {
-        kind = "conflict"
-      } else if (name === "MongoServerError" || name === "MongoBulkWriteError" || code !== undefined) {
-        kind = "server"
-      } else {
-        kind = "other"
-      }
-      // The server answered; commands it refuses before executing them were not applied.
-      sent = !(kind === "not_primary" || kind === "auth" || code === 91)
-    }
+  let code: number | undefined
+  let rawMessage: string
+  if (cause instanceof Driver.MongoError) {
+    rawMessage = cause.message
+    code = typeof cause.code === "number" ? cause.code : firstWriteErrorCode(cause as ServerErrorLike)
+    const known = byClass(cause) ?? byCode(cause, code)
+    kind = known.kind
+    sent = known.sent
+  } else {
+    rawMessage = cause instanceof Error ? cause.message : String(cause)
+    // What the driver throws for bad input before sending: BSON errors, TypeErrors, RangeErrors.
+    const local = Driver.BSON.BSONError.isBSONError(cause) || cause instanceof TypeError || cause instanceof RangeError
+    kind = local ? "invalid_argument" : "other"
+    sent = false
   }
   const error = new MongoError({
     kind,
@@ -297,22 +296,37 @@ export const fromUnknown = (operation: string, cause: unknown, secrets?: Iterabl
 }
 
 /**
- * A `MongoError` made by the engine itself (a refused request, an unsupported feature): never sent.
+ * A `MongoError` made by the engine itself (a refused request, an unsupported feature): never sent. `argument`
+ * names the argument or option at fault.
  *
  * @category constructors
  * @since 0.1.0
  */
-export const refused = (operation: string, kind: MongoErrorKind, detail: string): MongoError =>
-  new MongoError({ kind, operation, detail, sent: false })
+export const refused = (
+  operation: string,
+  kind: MongoErrorKind,
+  detail: string,
+  argument?: string | undefined
+): MongoError =>
+  new MongoError({ kind, operation, detail, sent: false, ...(argument !== undefined ? { argument } : {}) })
+
+// The server's own time limit (our `maxTimeMS`) expired: this call was slow, which says nothing about the server.
+const provokedCodes: ReadonlySet<number> = new Set([50, 262])
 
 /**
- * How a `MongoError` counts for the breakers.
+ * How a `MongoError` counts for the breakers. Infrastructure errors count toward the project's breaker; toward the
+ * target's (shared by every project on the server) only when they say something about the server, not about the
+ * one call that provoked them (a query that ran into its own `maxTimeMS`).
  *
  * @category classification
  * @since 0.1.0
  */
-export const classify = (error: MongoError): Classification => ({
-  infrastructure: error.isInfrastructure,
-  errorType: error.kind,
-  sent: error.sent
-})
+export const classify = (error: MongoError): Classification => {
+  const infrastructure = error.isInfrastructure
+  return {
+    infrastructure,
+    shared: infrastructure && !(error.code !== undefined && provokedCodes.has(error.code)),
+    errorType: error.kind,
+    sent: error.sent
+  }
+}

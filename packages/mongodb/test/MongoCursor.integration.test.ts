@@ -9,26 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import type { MongoClient } from "mongodb"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Servers from "@tenantpool/testing/Servers"
 import * as TestServers from "@tenantpool/testing/TestServers"
-import { MongoEngine } from "../src/MongoEngine.ts"
 import * as Fx from "./fixtures/Mongo.ts"
-
-// Whether the server still knows cursor `id` of `collection` (a getMore from the observer's own connection).
-const cursorAlive = (observer: MongoClient, database: string, collection: string, id: string) =>
-  Effect.promise(async () => {
-    try {
-      await observer
-        .db(database)
-        .command({ getMore: BigInt(id) as never, collection, batchSize: 1 }, { promoteLongs: false })
-      return true
-    } catch (e) {
-      if ((e as { code?: unknown }).code === 43) return false
-      throw e
-    }
-  })
 
 // Open cursors as MongoDB counts them; undefined on servers that do not report it (FerretDB).
 const openCursors = (observer: MongoClient) =>
@@ -38,26 +21,7 @@ const openCursors = (observer: MongoClient) =>
     return total === undefined ? undefined : Number(total)
   })
 
-const setup = (label: string, url: string, observer: MongoClient) =>
-  Effect.gen(function* () {
-    const db = yield* Fx.database(observer, url, `cur_${label}`)
-    const id = Fx.projectId(label)
-    yield* (yield* MemoryRegistry).register({ id, tier: "PRO", mongodb: db.url })
-    const tenancy = yield* Tenancy.Tenancy
-    const mongo = yield* MongoEngine
-    yield* Fx.call(() =>
-      observer
-        .db(db.name)
-        .collection("items")
-        .insertMany(Array.from({ length: 200 }, (_, i) => ({ i })))
-    )
-    return {
-      db,
-      mongo,
-      items: mongo.collection<{ i: number }>("items"),
-      as: <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(tenancy.withProject(id))
-    }
-  })
+const setup = (label: string, url: string, observer: MongoClient) => Fx.itemsProject(`cur_${label}`, url, observer)
 
 describe("MongoEngine cursor streams", () => {
   it.live("a stream taken short kills its cursor on the server", () => {
@@ -80,7 +44,7 @@ describe("MongoEngine cursor streams", () => {
         rec.commands.some((c) => c.name === "killCursors" && String(c.command["cursors"]?.[0]) === id),
         "the engine sent killCursors for it"
       )
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", id), "the server no longer has it")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", id), "the server no longer has it")
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0)
       const after = yield* openCursors(observer)
       if (before !== undefined) assert.strictEqual(after, before, "serverStatus open cursors back to where they were")
@@ -111,7 +75,7 @@ describe("MongoEngine cursor streams", () => {
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 1, "the stream holds one cursor")
       yield* Fiber.interrupt(reader)
       const id = rec.cursorIds[0]!
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", id), "killed when the fiber was interrupted")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", id), "killed when the fiber was interrupted")
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0)
       assert.isTrue(seen < 200, "the stream did not run to its end")
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
@@ -140,7 +104,7 @@ describe("MongoEngine cursor streams", () => {
       yield* Effect.forkChild(Effect.andThen(Effect.sleep("300 millis"), Servers.resume(server)))
       yield* Fiber.interrupt(reader)
       assert.strictEqual((yield* as(mongo.poolStats)).cursors, 0, "the driver has closed the cursor")
-      assert.isFalse(yield* cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), "the server killed it")
+      assert.isFalse(yield* Fx.cursorAlive(observer, db.name, "items", rec.cursorIds[0]!), "the server killed it")
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
   })
 
@@ -161,46 +125,50 @@ describe("MongoEngine cursor streams", () => {
     }).pipe(Effect.provide(Fx.layer({ factory: rec.factory })))
   })
 
-  it.live("a batch abandoned by the attempt timeout fails the stream and its cursor is killed", () => {
-    const rec = Fx.recording()
-    return Effect.gen(function* () {
-      const server = yield* Servers.acquirePrivate("mongodb")
-      const observer = yield* Fx.raw(server.url)
-      const { db, mongo, items, as } = yield* setup("abandon", server.url, observer)
-      const started = yield* as(
-        Effect.gen(function* () {
-          let n = 0
-          return yield* items.stream({}, { batchSize: 5 }).pipe(
-            Stream.tap(() =>
-              n++ === 5
-                ? // Past the first batch: the next pull is a getMore, sent to a server that will not answer.
-                  Servers.pause(server).pipe(Effect.orDie)
-                : Effect.void
-            ),
-            Stream.runDrain,
-            Effect.flip
-          )
-        })
-      ).pipe(Effect.ensuring(Effect.ignore(Servers.resume(server))))
-      assert.strictEqual((started as { _tag: string })._tag, "Timeout", "the getMore hit the attempt timeout")
-      const id = rec.cursorIds[0]!
-      yield* Fx.eventually(
-        "the cursor is gone from the server",
-        Effect.map(cursorAlive(observer, db.name, "items", id), (alive) => !alive),
-        "15 seconds"
+  it.live(
+    "a stream is bounded by the tier deadline: a getMore that hangs past it fails the stream, and its cursor is killed",
+    () => {
+      const rec = Fx.recording()
+      return Effect.gen(function* () {
+        const server = yield* Servers.acquirePrivate("mongodb")
+        const observer = yield* Fx.raw(server.url)
+        const { db, mongo, items, as } = yield* setup("abandon", server.url, observer)
+        const started = yield* as(
+          Effect.gen(function* () {
+            let n = 0
+            return yield* items.stream({}, { batchSize: 5 }).pipe(
+              Stream.tap(() =>
+                n++ === 5
+                  ? // Past the first batch: the next pull is a getMore, sent to a server that will not answer.
+                    Servers.pause(server).pipe(Effect.orDie)
+                  : Effect.void
+              ),
+              Stream.runDrain,
+              Effect.flip
+            )
+          })
+        ).pipe(Effect.ensuring(Effect.ignore(Servers.resume(server))))
+        assert.strictEqual((started as { _tag: string })._tag, "Timeout", "the stream ran into the tier deadline")
+        assert.strictEqual((started as { budget?: string }).budget, "deadline")
+        const id = rec.cursorIds[0]!
+        yield* Fx.eventually(
+          "the cursor is gone from the server",
+          Effect.map(Fx.cursorAlive(observer, db.name, "items", id), (alive) => !alive),
+          "15 seconds"
+        )
+        yield* Fx.eventually(
+          "the engine counts no open cursor",
+          Effect.map(as(mongo.poolStats), (s) => s.cursors === 0),
+          "15 seconds"
+        )
+      }).pipe(
+        Effect.provide(
+          Fx.layer({
+            factory: rec.factory,
+            tenancy: { tiers: { PRO: { timeout: "1500 millis" } } }
+          })
+        )
       )
-      yield* Fx.eventually(
-        "the engine counts no open cursor",
-        Effect.map(as(mongo.poolStats), (s) => s.cursors === 0),
-        "15 seconds"
-      )
-    }).pipe(
-      Effect.provide(
-        Fx.layer({
-          factory: rec.factory,
-          tenancy: { breakers: { mongodb: { attemptTimeout: "1 second" } } }
-        })
-      )
-    )
-  })
+    }
+  )
 })

@@ -2,20 +2,31 @@
  * Classification of driver errors (no server needed): which count toward the breakers, which were possibly sent, and
  * that nothing resembling credentials survives into a `MongoError`.
  */
+import { createRequire } from "node:module"
 import { assert, describe, it } from "@effect/vitest"
 import {
+  BSON,
   MongoBulkWriteError,
   MongoInvalidArgumentError,
   MongoNetworkError,
   MongoNetworkTimeoutError,
   MongoServerError,
-  MongoServerSelectionError
+  MongoServerSelectionError,
+  MongoTopologyClosedError
 } from "mongodb"
 import { classify, fromUnknown, MongoError, scrub } from "../src/MongoError.ts"
 
 const server = (code: number, errmsg = `server error ${code}`) => new MongoServerError({ code, errmsg, ok: 0 })
-// Driver errors the package does not export: the engine matches them by name, as the driver names them.
-const named = (name: string, message: string) => Object.assign(new Error(message), { name })
+// Driver errors the package does not export (its pool's): made from the driver's own classes.
+const poolErrors = createRequire(import.meta.url)("mongodb/lib/cmap/errors.js") as {
+  PoolClearedError: new (pool: unknown, message?: string) => Error
+  WaitQueueTimeoutError: new (message: string, address: string) => Error
+}
+const fakePool = { address: "127.0.0.1:1", serverError: undefined }
+const poolCleared = () => new poolErrors.PoolClearedError(fakePool)
+const waitQueueTimeout = () => new poolErrors.WaitQueueTimeoutError("Timed out while checking out", "127.0.0.1:1")
+// An object shaped like a driver error but not one: never classified as the driver's.
+const lookalike = (name: string, message: string) => Object.assign(new Error(message), { name, code: 6 })
 
 describe("MongoError", () => {
   const cases: ReadonlyArray<readonly [string, unknown, MongoError["kind"], boolean]> = [
@@ -27,8 +38,8 @@ describe("MongoError", () => {
       "server_selection",
       true
     ],
-    ["pool cleared", named("MongoPoolClearedError", "Connection pool for x was cleared"), "pool_cleared", true],
-    ["wait queue timeout", named("MongoWaitQueueTimeoutError", "Timed out while checking out"), "pool_timeout", true],
+    ["pool cleared", poolCleared(), "pool_cleared", true],
+    ["wait queue timeout", waitQueueTimeout(), "pool_timeout", true],
     ["not writable primary", server(10107), "not_primary", true],
     ["not primary, no secondaryOk", server(13435), "not_primary", true],
     ["not primary or secondary", server(13436), "not_primary", true],
@@ -40,7 +51,9 @@ describe("MongoError", () => {
     ["exceeded time limit", server(262), "timeout", true],
     ["node is recovering (by message)", server(99999, "node is recovering"), "not_primary", true],
     ["authentication failed", server(18), "auth", true],
-    ["client closed", named("MongoTopologyClosedError", "Topology is closed"), "closed", true],
+    ["client closed", new MongoTopologyClosedError("Topology is closed"), "closed", true],
+    ["a look-alike of a network error", lookalike("MongoNetworkError", "connection closed"), "other", false],
+    ["a BSON error (bad input)", new BSON.BSONError("cannot serialize"), "invalid_argument", false],
     ["duplicate key", server(11000, "E11000 duplicate key error collection: db.c index: a_1"), "duplicate_key", false],
     ["document validation", server(121), "validation", false],
     ["bad value", server(2), "bad_query", false],
@@ -85,8 +98,8 @@ describe("MongoError", () => {
 
   it("says which failures may have reached the server", () => {
     assert.isFalse(fromUnknown("op", new MongoServerSelectionError("x", {} as never)).sent)
-    assert.isFalse(fromUnknown("op", named("MongoWaitQueueTimeoutError", "x")).sent)
-    assert.isFalse(fromUnknown("op", named("MongoPoolClearedError", "x")).sent)
+    assert.isFalse(fromUnknown("op", waitQueueTimeout()).sent)
+    assert.isFalse(fromUnknown("op", poolCleared()).sent)
     assert.isFalse(fromUnknown("op", new MongoNetworkError("x", { beforeHandshake: true })).sent)
     assert.isTrue(fromUnknown("op", new MongoNetworkError("x")).sent)
     assert.isFalse(fromUnknown("op", server(10107)).sent, "not-primary is refused before executing")
@@ -112,6 +125,16 @@ describe("MongoError", () => {
     assert.strictEqual(scrub("plain text, nothing to hide"), "plain text, nothing to hide")
     const dup = 'E11000 duplicate key error collection: app.users index: email_1 dup key: { email: "jane@example.com" }'
     assert.strictEqual(scrub(dup), dup, "ordinary server messages pass unchanged")
+  })
+
+  it("a query that ran into its own maxTimeMS counts toward its project's breaker only, not the shared target's", () => {
+    const own = classify(fromUnknown("find", server(50)))
+    assert.isTrue(own.infrastructure)
+    assert.isFalse(own.shared, "one slow query says nothing about the server")
+    const down = classify(fromUnknown("find", new MongoNetworkError("connection reset")))
+    assert.isTrue(down.infrastructure)
+    assert.isTrue(down.shared)
+    assert.isFalse(classify(fromUnknown("find", server(11000))).shared)
   })
 
   it("messages name the operation, the kind and the server code", () => {

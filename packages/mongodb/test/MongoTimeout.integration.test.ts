@@ -3,7 +3,8 @@
  * `maxTimeMS` equal to the attempt's time (the engine's attempt timeout, or the tier's deadline when shorter);
  * writes carry none. When the guard abandons an attempt on a hung (SIGSTOPped) server, the driver call is aborted:
  * its connection is dropped rather than returned with a reply pending, a call still waiting for a connection is
- * never sent (a write abandoned there never applies, even after the server comes back), and the next call succeeds.
+ * never sent (a write abandoned there never applies, even after the server comes back, and is reported as a definite
+ * `Timeout` naming the connection checkout, not as an unknown outcome), and the next call succeeds.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -106,12 +107,14 @@ describe("MongoEngine timeouts", () => {
       }).pipe(tenancy.withProject(id), Effect.ensuring(Effect.ignore(Servers.resume(server))))
 
       assert.strictEqual((result.readError as { _tag: string })._tag, "Timeout")
+      assert.isUndefined((result.readError as { waitingFor?: string }).waitingFor, "the read was sent, then hung")
       assert.isBelow(result.readMs, 1_200, "the read was abandoned at its attempt timeout")
       assert.strictEqual(
         (result.writeError as { _tag: string })._tag,
-        "UnknownOutcome",
-        "a write that timed out is reported as unknown: the guard cannot tell whether it was sent"
+        "Timeout",
+        "a write abandoned while it waited for a connection is a definite failure: it was never sent"
       )
+      assert.strictEqual((result.writeError as { waitingFor?: string }).waitingFor, "mongodb connection checkout")
       assert.isBelow(result.writeMs, 1_200)
       yield* Fx.eventually(
         "no connection stays checked out by an abandoned call",

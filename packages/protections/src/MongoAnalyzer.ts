@@ -1,6 +1,7 @@
 /**
- * The MongoDB query analyzer: server-side JavaScript (`$where`, `$function`, `$accumulator`) anywhere in a filter or
- * pipeline is refused below ENTERPRISE, and a plan that scans a whole collection (no usable index) is flagged or
+ * The MongoDB query analyzer: server-side JavaScript (`$where`, `$function`, `$accumulator`) anywhere in a filter,
+ * pipeline or other document a call sends (read in the form the BSON serializer sends it: `toBSON()` results, `Map`
+ * entries, class instances by their keys) is refused below ENTERPRISE, and a plan that scans a whole collection (no usable index) is flagged or
  * refused, by tier, once the collection is large enough for it to matter.
  *
  * The plan comes from `explain` ("queryPlanner" verbosity: nothing is executed), which the engine supplies (see
@@ -81,6 +82,18 @@ export interface MongoQuery {
 }
 
 /**
+ * What the MongoDB engine tells the analyzer about a call, beyond core's `ProtectionDetail`: `documents`, the other
+ * documents the call sends (updates, projections, `let`, array filters, bulk-write filters and updates), checked
+ * for server-side JavaScript but not explained.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MongoDetail extends ProtectionDetail {
+  readonly documents?: ReadonlyArray<unknown> | undefined
+}
+
+/**
  * Explains a query ("queryPlanner" verbosity) on the project's database and returns the explain document.
  *
  * @category models
@@ -140,7 +153,51 @@ export const countWith =
 const javaScriptOperators: ReadonlySet<string> = new Set(["$where", "$function", "$accumulator"])
 
 /**
- * The first server-side JavaScript operator in a filter, pipeline or expression (searched to any depth), if any.
+ * What a value is as the BSON serializer sends it: an array (its indices), a document (its fields: a `toBSON()`
+ * result, a `Map`'s entries, a `DBRef`'s `$ref`/`$id`/`$db` and fields, any other object's own keys, class
+ * instances included), or a leaf (primitives, dates, regular expressions, binary data, BSON scalar values).
+ * The MongoDB engine hands the protections copies in that form already; reading other callers' values the same way
+ * keeps an object from looking harmless here and being sent as something else.
+ */
+type Node =
+  | { readonly kind: "leaf" }
+  | { readonly kind: "array"; readonly items: ReadonlyArray<unknown> }
+  | { readonly kind: "document"; readonly entries: ReadonlyArray<readonly [string, unknown]> }
+
+const leaf: Node = { kind: "leaf" }
+
+// A value whose getters or `toBSON` throw cannot be serialized either: the call fails on its own.
+const nodeOf = (value: unknown): Node => {
+  try {
+    return readNode(value)
+  } catch {
+    return leaf
+  }
+}
+
+const readNode = (value: unknown): Node => {
+  if (value === null || typeof value !== "object") return leaf
+  let v = value as Record<string, unknown>
+  if (typeof v["toBSON"] === "function") {
+    const out = (v["toBSON"] as () => unknown).call(v)
+    if (out === null || typeof out !== "object") return leaf
+    v = out as Record<string, unknown>
+  }
+  if (Array.isArray(v)) return { kind: "array", items: v }
+  if (v instanceof Map) return { kind: "document", entries: [...v.entries()].map(([k, x]) => [String(k), x] as const) }
+  const tag = v["_bsontype"]
+  if (tag === "DBRef") {
+    const fields = (v["fields"] ?? {}) as Record<string, unknown>
+    return { kind: "document", entries: [["$db", v["db"]], ...Object.entries(fields)] }
+  }
+  if (typeof tag === "string") return leaf
+  if (v instanceof Date || v instanceof RegExp || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return leaf
+  return { kind: "document", entries: Object.entries(v) }
+}
+
+/**
+ * The first server-side JavaScript operator in a filter, pipeline or expression (searched to any depth, in the form
+ * the BSON serializer sends: see `nodeOf`), if any.
  *
  * @category evaluation
  * @since 0.1.0
@@ -152,16 +209,14 @@ export const javaScriptOperator = (value: unknown): string | undefined => {
     const v = stack.pop()
     if (v === null || typeof v !== "object" || seen.has(v)) continue
     seen.add(v)
-    if (Array.isArray(v)) {
-      for (const item of v) stack.push(item)
-      continue
-    }
-    // Driver values (ObjectId, Date, Binary, …) are leaves.
-    const proto = Object.getPrototypeOf(v)
-    if (proto !== Object.prototype && proto !== null) continue
-    for (const key in v) {
-      if (javaScriptOperators.has(key)) return key
-      stack.push((v as Record<string, unknown>)[key])
+    const node = nodeOf(v)
+    if (node.kind === "array") {
+      for (const item of node.items) stack.push(item)
+    } else if (node.kind === "document") {
+      for (const [key, item] of node.entries) {
+        if (javaScriptOperators.has(key)) return key
+        stack.push(item)
+      }
     }
   }
   return undefined
@@ -221,14 +276,16 @@ export const isCollectionScan = (explain: unknown): boolean | undefined => {
  * @category evaluation
  * @since 0.1.0
  */
-export const shapeOf = (value: unknown): string => {
-  if (value === null || typeof value !== "object") return "?"
-  if (Array.isArray(value)) return `[${value.map(shapeOf).join(",")}]`
-  const proto = Object.getPrototypeOf(value)
-  if (proto !== Object.prototype && proto !== null) return "?"
-  const parts: Array<string> = []
-  for (const key in value) parts.push(`${JSON.stringify(key)}:${shapeOf((value as Record<string, unknown>)[key])}`)
-  return `{${parts.join(",")}}`
+export const shapeOf = (value: unknown): string => shape(value, 0)
+
+// Deeper than any document a server accepts: a cyclic value's shape stops there.
+const maxShapeDepth = 200
+
+const shape = (value: unknown, depth: number): string => {
+  const node = nodeOf(value)
+  if (node.kind === "leaf" || depth > maxShapeDepth) return "?"
+  if (node.kind === "array") return `[${node.items.map((v) => shape(v, depth + 1)).join(",")}]`
+  return `{${node.entries.map(([key, v]) => `${JSON.stringify(key)}:${shape(v, depth + 1)}`).join(",")}}`
 }
 
 /**
@@ -344,7 +401,10 @@ export const make = (options?: Options | undefined): Effect.Effect<MongoAnalyzer
       inspect: (project, operation, detail) => {
         const policy = policyOf(project)
         if (!policy.allowJavaScript) {
-          const js = javaScriptOperator(detail.filter) ?? javaScriptOperator(detail.pipeline)
+          const js =
+            javaScriptOperator(detail.filter) ??
+            javaScriptOperator(detail.pipeline) ??
+            javaScriptOperator((detail as MongoDetail).documents)
           if (js !== undefined) {
             return Finding.reject(
               "mongo-javascript",

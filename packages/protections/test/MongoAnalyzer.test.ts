@@ -5,11 +5,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { Binary, Code, DBRef, ObjectId } from "mongodb"
 import * as MongoAnalyzer from "../src/MongoAnalyzer.ts"
 import { project } from "./fixtures/Projects.ts"
 
-class ObjectIdLike {
-  readonly $where = "not an operator: a driver value's field"
+// A class instance is sent as a document of its own keys: its `$where` reaches the server.
+class Smuggler {
+  readonly $where = "sleep(1000) || true"
 }
 
 describe("MongoAnalyzer", () => {
@@ -27,8 +29,33 @@ describe("MongoAnalyzer", () => {
     )
     assert.isUndefined(MongoAnalyzer.javaScriptOperator({ a: { $gt: 1 }, tags: { $in: ["x", "y"] }, where: "$where" }))
     assert.isUndefined(MongoAnalyzer.javaScriptOperator([{ $match: { a: 1 } }, { $sort: { a: 1 } }]))
-    assert.isUndefined(MongoAnalyzer.javaScriptOperator({ _id: new ObjectIdLike() }), "driver values are leaves")
+    assert.isUndefined(MongoAnalyzer.javaScriptOperator({ _id: new ObjectId(), at: new Date(), b: new Binary() }))
+    assert.isUndefined(MongoAnalyzer.javaScriptOperator({ code: new Code("function () {}") }), "a Code value is data")
     assert.isUndefined(MongoAnalyzer.javaScriptOperator(undefined))
+  })
+
+  it("reads values as the BSON serializer sends them: toBSON, Map, class instances, DBRef fields", () => {
+    const js = MongoAnalyzer.javaScriptOperator
+    assert.strictEqual(js({ a: new Smuggler() }), "$where", "a class instance is a document")
+    assert.strictEqual(js([{ $match: { toBSON: () => ({ $where: "1" }) } }]), "$where", "what toBSON returns is sent")
+    assert.strictEqual(js({ $and: [new Map([["$where", "1"]])] }), "$where", "a Map is sent by its entries")
+    assert.strictEqual(js({ a: new DBRef("c", new ObjectId(), undefined, { $where: "1" }) }), "$where")
+    assert.strictEqual(js({ documents: [{ $set: { x: { $function: {} } } }] }), "$function")
+    const cyclic: Record<string, unknown> = { a: 1 }
+    cyclic["self"] = cyclic
+    assert.isUndefined(js(cyclic))
+    assert.strictEqual(MongoAnalyzer.shapeOf(cyclic).length > 0, true, "a cyclic value has a (bounded) shape")
+    assert.notStrictEqual(
+      MongoAnalyzer.shapeOf({ a: new Smuggler() }),
+      MongoAnalyzer.shapeOf({ a: new ObjectId() }),
+      "a class instance's shape is its keys, so it cannot share a cached verdict with a plain value"
+    )
+    const throwing = {
+      toBSON: () => {
+        throw new Error("no")
+      }
+    }
+    assert.isUndefined(js({ a: throwing }), "what cannot be serialized is not sent either")
   })
 
   it("reads collection scans from MongoDB's explain shapes, ignoring rejected plans", () => {

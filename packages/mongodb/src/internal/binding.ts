@@ -13,6 +13,7 @@ import type { AttemptSignal } from "@tenantpool/core/Engine"
 import type { Target } from "@tenantpool/core/Target"
 import type { TierName } from "@tenantpool/core/Tier"
 import type { MongoError } from "../MongoError.ts"
+import type { FlightSignal } from "./signal.ts"
 import type { Generation, TargetClients, Targets } from "./targetClients.ts"
 
 /** A project's use of a target: what its operations need, cached. @internal */
@@ -30,19 +31,28 @@ export interface Binding {
   tierSeen: TierName
   /** `maxTimeMS` for reads: the attempt timeout, or the tier's deadline when that is shorter. */
   maxTimeMS: number
+  /** The tier's deadline: what bounds a stream (a lease), and its cursor's `maxTimeMS`. */
+  deadlineMS: number
 }
 
-/** One driver call (or one batch of a cursor stream) and how to abort it. @internal */
+/**
+ * One driver call (or one batch of a cursor) and how to stop it when the guard abandons it: a call is aborted
+ * (dropped unsent if it still waits, its connection closed otherwise); a cursor whose first batch has been answered
+ * is closed once its batch on the way has arrived (`reader`, see `cursors.ts`).
+ *
+ * @internal
+ */
 export class Flight {
   readonly binding: Binding
   readonly gen: Generation
   readonly attempt: AttemptSignal
-  readonly controller: AbortController
-  constructor(binding: Binding, gen: Generation, attempt: AttemptSignal, controller: AbortController) {
+  readonly signal: FlightSignal
+  reader: { readonly delivered: boolean; abandon(): void } | undefined = undefined
+  constructor(binding: Binding, gen: Generation, attempt: AttemptSignal, signal: FlightSignal) {
     this.binding = binding
     this.gen = gen
     this.attempt = attempt
-    this.controller = controller
+    this.signal = signal
   }
 }
 
@@ -56,7 +66,8 @@ export const bind = (
   targets: Targets<Binding>,
   project: ProjectHandle,
   target: Target,
-  maxTimeMS: (project: ProjectHandle) => number
+  maxTimeMS: (project: ProjectHandle) => number,
+  deadlineMS: (project: ProjectHandle) => number
 ): Effect.Effect<Binding, MongoError, Scope.Scope> =>
   Effect.flatMap(targets.acquire(project, target), (clients) =>
     Effect.acquireRelease(
@@ -71,7 +82,8 @@ export const bind = (
           cacheGen: undefined,
           db: undefined,
           tierSeen: project.tierName,
-          maxTimeMS: maxTimeMS(project)
+          maxTimeMS: maxTimeMS(project),
+          deadlineMS: deadlineMS(project)
         }
         clients.bind(b)
         return b
@@ -80,16 +92,22 @@ export const bind = (
     )
   )
 
-/** Starts a driver call on the target's current client (after a tier change the binding has not seen yet). @internal */
-export const begin = (b: Binding, attempt: AttemptSignal, controller: AbortController): Flight => {
+/**
+ * Starts a driver call on the target's current client (after a tier change the binding has not seen yet), its
+ * progress reported to `attempt` through `signal`.
+ *
+ * @internal
+ */
+export const begin = (b: Binding, attempt: AttemptSignal, signal: FlightSignal): Flight => {
   if (b.project.tierName !== b.tierSeen) b.clients.resize()
-  return beginOn(b, b.clients.current, attempt, controller)
+  return beginOn(b, b.clients.current, attempt, signal)
 }
 
-/** Starts a driver call on a given client (a stream's batches stay on the client their cursor lives on). @internal */
-export const beginOn = (b: Binding, gen: Generation, attempt: AttemptSignal, controller: AbortController): Flight => {
+/** Starts a driver call on a given client (a cursor's batches stay on the client their cursor lives on). @internal */
+export const beginOn = (b: Binding, gen: Generation, attempt: AttemptSignal, signal: FlightSignal): Flight => {
   gen.inflight++
-  const flight = new Flight(b, gen, attempt, controller)
+  signal.track(attempt)
+  const flight = new Flight(b, gen, attempt, signal)
   b.flights.add(flight)
   return flight
 }
@@ -111,7 +129,7 @@ export const dbOf = (b: Binding, gen: Generation): Db => {
 }
 
 /** `ping` on the project's database, on the target's current client. @internal */
-export const ping = (b: Binding, signal: AbortSignal): Promise<Document> =>
+export const ping = (b: Binding, signal: AbortSignal | undefined): Promise<Document> =>
   dbOf(b, b.clients.current).command({ ping: 1 }, { signal })
 
 /** A collection of the project's database on a client, cached (at most 256 per binding). @internal */

@@ -11,24 +11,20 @@ import type { AttemptSignal, EngineHandle } from "@tenantpool/core/Engine"
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { ProtectionDetail } from "@tenantpool/core/Protections"
 import { fromUnknown, type MongoError } from "../MongoError.ts"
-import { begin, type Binding, collectionOf, end } from "./binding.ts"
+import { begin, type Binding, collectionOf, end, type Flight } from "./binding.ts"
 import type { MongoOperation } from "./operations.ts"
-import type { Generation } from "./targetClients.ts"
+import { FlightSignal } from "./signal.ts"
 
 /** The guard, bound to the MongoDB engine. @internal */
 export type Handle = EngineHandle<Binding, MongoError>
 
 /**
- * A driver call: gets the collection, the signal to pass, the `maxTimeMS` to send (none: undefined) and its client.
+ * A driver call: gets the collection, its flight (the signal to pass, the client, the attempt) and the `maxTimeMS`
+ * to send (none: undefined).
  *
  * @internal
  */
-export type Call<A> = (
-  c: Collection<Document>,
-  signal: AbortSignal,
-  maxTimeMS: number | undefined,
-  gen: Generation
-) => Promise<A>
+export type Call<A> = (c: Collection<Document>, flight: Flight, maxTimeMS: number | undefined) => Promise<A>
 
 // MongoDB-wire servers that reject `maxTimeMS` on a command answer FailedToParse about it before executing anything.
 const rejectsMaxTime = (e: unknown): boolean =>
@@ -50,23 +46,23 @@ export const runOn = <A>(
   detail?: ProtectionDetail
 ): Effect.Effect<A, MongoError | GuardError> => {
   const f = (b: Binding, attempt: AttemptSignal): Promise<A> => {
-    const flight = begin(b, attempt, new AbortController())
+    const flight = begin(b, attempt, new FlightSignal())
     const gen = flight.gen
     const c = collectionOf(b, gen, name)
-    const signal = flight.controller.signal
+    const signal = flight.signal
     let limit: number | undefined
     if (maxTime && !gen.noMaxTime.has(op.name)) {
       limit = userMaxTime === undefined ? b.maxTimeMS : Math.min(userMaxTime, b.maxTimeMS)
     } else {
       limit = userMaxTime
     }
-    let promise = call(c, signal, limit, gen)
+    let promise = call(c, flight, limit)
     if (limit !== undefined && userMaxTime === undefined) {
       promise = promise.catch((e: unknown) => {
         if (!rejectsMaxTime(e) || signal.aborted) throw e
         // Refused before executing: remember, and send it again without the limit.
         gen.noMaxTime.add(op.name)
-        return call(c, signal, undefined, gen)
+        return call(c, flight, undefined)
       })
     }
     return promise.then(
@@ -83,15 +79,16 @@ export const runOn = <A>(
   return detail === undefined ? handle.run(op, f, op.mapError) : handle.run(op, f, op.mapError, undefined, detail)
 }
 
-/** The driver options of a call: the caller's, with the signal and `maxTimeMS`, without the guard's own. @internal */
-export const withLimits = <O extends object>(
-  o: O | undefined,
-  signal: AbortSignal,
-  maxTimeMS: number | undefined
-): O & { signal: AbortSignal; maxTimeMS?: number } => {
-  const out = (o === undefined ? {} : { ...o }) as O & { signal: AbortSignal; maxTimeMS?: number }
-  out.signal = signal
-  if (maxTimeMS !== undefined) out.maxTimeMS = maxTimeMS
-  if ("idempotent" in out) delete (out as { idempotent?: unknown }).idempotent
+/**
+ * The driver options of one attempt: the checked options (a fresh object per attempt: the driver may keep what it is
+ * given), the flight's signal and `maxTimeMS`.
+ *
+ * @internal
+ */
+export const withLimits = (o: Document | undefined, flight: Flight, maxTimeMS: number | undefined): any => {
+  const out: Document = o === undefined ? {} : { ...o }
+  out["signal"] = flight.signal
+  if (maxTimeMS !== undefined) out["maxTimeMS"] = maxTimeMS
+  else delete out["maxTimeMS"]
   return out
 }

@@ -21,7 +21,10 @@ export const cancelAbandoned = (b: Binding): void => {
   for (const flight of b.flights) {
     if (flight.attempt.active) continue
     b.flights.delete(flight)
-    flight.controller.abort(abandoned)
+    const reader = flight.reader
+    // A cursor already opened is closed after the batch on its way (closing it earlier can lose the kill).
+    if (reader !== undefined && reader.delivered) reader.abandon()
+    else flight.signal.abort(abandoned)
   }
 }
 
@@ -66,7 +69,5 @@ export const OP = {
 } as const
 
 /** A write's operation as the caller declared it: idempotent (retried after infrastructure errors) or not. @internal */
-export const pick = (
-  ops: readonly [MongoOperation, MongoOperation],
-  options: { readonly idempotent?: boolean | undefined } | undefined
-): MongoOperation => ops[options?.idempotent === true ? 1 : 0]
+export const pick = (ops: readonly [MongoOperation, MongoOperation], idempotent: boolean): MongoOperation =>
+  ops[idempotent ? 1 : 0]

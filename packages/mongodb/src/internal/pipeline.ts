@@ -1,60 +1,183 @@
 /**
- * Aggregation pipelines seen from the guard: whether one writes (then it is not idempotent), and whether it reaches
- * a database other than the project's own. Projects that share a server also share its databases unless each has its
- * own user; `$out`/`$merge` into another database, or Atlas-style `$lookup`/`$unionWith` from one, would cross
- * that line, so the engine refuses them before sending.
+ * Aggregation pipelines seen from the guard, in the form they are sent (copies made by `documents.ts`): which
+ * stages a project may run, whether a pipeline writes (then it is not idempotent), and which other databases it
+ * names (refused unless it is the project's own).
+ *
+ * Stages are an allowlist: those that work on the collection the command runs on, or on collections of the same
+ * database (`from`, `coll`, `into` as names). Everything else is refused, in particular the stages that see the
+ * whole server: `$currentOp` (every client's operations and their filters), `$listSessions` and
+ * `$listLocalSessions`, `$queryStats` and `$listSampledQueries` (other projects' query shapes),
+ * `$changeStream` (with `allChangesForCluster`, every database's writes), `$listClusterCatalog`,
+ * `$shardedDataDistribution`, `$planCacheStats`, `$querySettings`, and any future or internal stage.
+ * Stages with a namespace may name another database only as the project's own: `$out` and `$merge` (`{ db, coll }`),
+ * `$lookup`, `$graphLookup` and `$unionWith` (`from` / `coll` as `{ db, coll }`), searched at any depth (sub-pipelines
+ * of `$lookup`, `$unionWith`, `$facet` and `$merge`'s `whenMatched`). Collection names must be valid and not
+ * `system.*`.
  *
  * @internal
  */
 import type { Document } from "mongodb"
-import { type MongoError, refused } from "../MongoError.ts"
+import { invalid, isDocument, Refusal } from "./documents.ts"
 
-const isObject = (value: unknown): value is Document => typeof value === "object" && value !== null
+/**
+ * The stages a project's pipelines may use (the README lists them with the reason for each refusal).
+ *
+ * @internal
+ */
+export const allowedStages: ReadonlySet<string> = new Set([
+  "$addFields",
+  "$bucket",
+  "$bucketAuto",
+  "$collStats",
+  "$count",
+  "$densify",
+  "$documents",
+  "$facet",
+  "$fill",
+  "$geoNear",
+  "$graphLookup",
+  "$group",
+  "$indexStats",
+  "$limit",
+  "$lookup",
+  "$match",
+  "$merge",
+  "$out",
+  "$project",
+  "$redact",
+  "$replaceRoot",
+  "$replaceWith",
+  "$sample",
+  "$search",
+  "$searchMeta",
+  "$set",
+  "$setWindowFields",
+  "$skip",
+  "$sort",
+  "$sortByCount",
+  "$unionWith",
+  "$unset",
+  "$unwind",
+  "$vectorSearch"
+])
 
-const otherDb = (value: unknown, database: string): boolean =>
-  isObject(value) && typeof value["db"] === "string" && value["db"] !== database
+const forbidden = (argument: string, reason: string): Refusal => new Refusal(argument, "forbidden", reason)
 
-/** The stage that reaches another database, if any (sub-pipelines of `$lookup`, `$unionWith`, `$facet` included). @internal */
-export const crossDatabaseStage = (pipeline: ReadonlyArray<unknown>, database: string): string | undefined => {
-  for (const stage of pipeline) {
-    if (!isObject(stage)) continue
-    if (otherDb(stage["$out"], database)) return "$out"
-    const merge = stage["$merge"]
-    if (isObject(merge) && otherDb(merge["into"], database)) return "$merge"
-    for (const name of ["$lookup", "$graphLookup", "$unionWith"] as const) {
-      const spec = stage[name]
-      if (!isObject(spec)) continue
-      if (otherDb(spec["from"], database) || otherDb(spec["coll"], database)) return name
-      const sub = spec["pipeline"]
-      if (Array.isArray(sub)) {
-        const found = crossDatabaseStage(sub, database)
-        if (found !== undefined) return found
-      }
+/**
+ * A collection name a project may use: a non-empty string without NUL or `$`, not a `system.` collection, at most
+ * 255 bytes. Throws a `Refusal` naming `argument` otherwise.
+ *
+ * @internal
+ */
+export const checkCollectionName = (name: unknown, argument: string): string => {
+  if (typeof name !== "string") throw invalid(argument, "must be a collection name (a string)")
+  if (name.length === 0 || name.length > 255) throw invalid(argument, "must be 1 to 255 characters")
+  if (name.includes("\u0000") || name.includes("$")) throw invalid(argument, "must not contain NUL or '$'")
+  if (name.startsWith("system.")) throw forbidden(argument, "names a system collection")
+  return name
+}
+
+/** What a pipeline check found: whether it writes, and the databases it names, each with where it names it. */
+interface Found {
+  writes: boolean
+  readonly databases: Map<string, string>
+}
+
+// A namespace value: a collection name, or `{ db, coll }`. Records the database; checks the collection name.
+const namespace = (value: unknown, argument: string, found: Found, optional: boolean): void => {
+  if (value === undefined && optional) return
+  if (typeof value === "string") {
+    checkCollectionName(value, argument)
+    return
+  }
+  if (!isDocument(value)) throw invalid(argument, "must be a collection name or { db, coll }")
+  for (const key of Object.keys(value)) {
+    if (key !== "db" && key !== "coll" && key !== "timeseries") throw forbidden(`${argument}.${key}`, "is not allowed")
+  }
+  const db = value["db"]
+  if (db !== undefined) {
+    if (typeof db !== "string") throw invalid(`${argument}.db`, "must be a string")
+    if (!found.databases.has(db)) found.databases.set(db, `${argument}.db`)
+  }
+  checkCollectionName(value["coll"], `${argument}.coll`)
+}
+
+const subPipeline = (value: unknown, argument: string, found: Found): void => {
+  if (value === undefined) return
+  if (!Array.isArray(value)) throw invalid(argument, "must be a pipeline (an array of stages)")
+  walk(value, argument, found)
+}
+
+const stage = (spec: unknown, name: string, argument: string, found: Found): void => {
+  switch (name) {
+    case "$out":
+      found.writes = true
+      return namespace(spec, argument, found, false)
+    case "$merge": {
+      found.writes = true
+      if (typeof spec === "string") return namespace(spec, argument, found, false)
+      if (!isDocument(spec)) throw invalid(argument, "must be a collection name or a document")
+      namespace(spec["into"], `${argument}.into`, found, false)
+      if (Array.isArray(spec["whenMatched"])) subPipeline(spec["whenMatched"], `${argument}.whenMatched`, found)
+      return
     }
-    const facet = stage["$facet"]
-    if (isObject(facet)) {
-      for (const sub of Object.values(facet)) {
-        if (!Array.isArray(sub)) continue
-        const found = crossDatabaseStage(sub, database)
-        if (found !== undefined) return found
-      }
-    }
+    case "$lookup":
+    case "$graphLookup":
+      if (!isDocument(spec)) throw invalid(argument, "must be a document")
+      // `$lookup` without `from` reads a pipeline that starts with `$documents`.
+      namespace(spec["from"], `${argument}.from`, found, name === "$lookup")
+      return subPipeline(spec["pipeline"], `${argument}.pipeline`, found)
+    case "$unionWith":
+      if (typeof spec === "string") return namespace(spec, argument, found, false)
+      if (!isDocument(spec)) throw invalid(argument, "must be a collection name or a document")
+      namespace(spec["coll"], `${argument}.coll`, found, true)
+      return subPipeline(spec["pipeline"], `${argument}.pipeline`, found)
+    case "$facet":
+      if (!isDocument(spec)) throw invalid(argument, "must be a document")
+      for (const key of Object.keys(spec)) subPipeline(spec[key], `${argument}.${key}`, found)
+      return
+  }
+}
+
+const walk = (pipeline: ReadonlyArray<unknown>, argument: string, found: Found): void => {
+  for (let i = 0; i < pipeline.length; i++) {
+    const at = `${argument}[${i}]`
+    const s = pipeline[i]
+    if (!isDocument(s)) throw invalid(at, "must be a stage document")
+    const keys = Object.keys(s)
+    if (keys.length !== 1) throw invalid(at, "must have exactly one field, the stage")
+    const name = keys[0]!
+    if (!allowedStages.has(name)) throw forbidden(`${at}.${name}`, "is not an allowed stage")
+    stage(s[name], name, `${at}.${name}`, found)
+  }
+}
+
+/**
+ * Checks a pipeline (a copy, see `documents.ts`) against the stage allowlist and its namespaces; throws a `Refusal`
+ * naming the stage. Returns whether it writes and the databases it names (empty for nearly every pipeline).
+ *
+ * @internal
+ */
+export const checkPipeline = (
+  pipeline: ReadonlyArray<unknown>,
+  argument: string
+): { readonly writes: boolean; readonly databases: ReadonlyMap<string, string> } => {
+  const found: Found = { writes: false, databases: new Map() }
+  walk(pipeline, argument, found)
+  return found
+}
+
+/**
+ * The refusal of a pipeline that names a database other than the project's own, if it does.
+ *
+ * @internal
+ */
+export const otherDatabase = (databases: ReadonlyMap<string, string>, own: string): Refusal | undefined => {
+  for (const [db, where] of databases) {
+    if (db !== own) return forbidden(where, "names another database; a project's pipelines stay in its own")
   }
   return undefined
 }
 
-/** Whether the pipeline writes its output (`$out` or `$merge`): running it twice is then not harmless. @internal */
-export const writesOutput = (pipeline: ReadonlyArray<unknown>): boolean =>
-  pipeline.some((stage) => isObject(stage) && ("$out" in stage || "$merge" in stage))
-
-/** The refusal of an aggregation that reaches another database, if it does. @internal */
-export const crossDatabaseRefusal = (pipeline: ReadonlyArray<unknown>, database: string): MongoError | undefined => {
-  const stage = crossDatabaseStage(pipeline, database)
-  return stage === undefined
-    ? undefined
-    : refused(
-        "aggregate",
-        "forbidden",
-        `${stage} reaches another database; a project's pipelines stay in its own database`
-      )
-}
+/** An update pipeline's stages are checked like an aggregation's (the server accepts fewer still). @internal */
+export const isPipeline = (update: unknown): update is ReadonlyArray<Document> => Array.isArray(update)

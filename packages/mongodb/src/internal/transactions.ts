@@ -7,22 +7,18 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import type {
-  ClientSession,
-  Collection,
-  Document,
-  OptionalUnlessRequiredId,
-  TransactionOptions,
-  UpdateFilter,
-  UpdateResult
-} from "mongodb"
+import type { ClientSession, Collection, Document, TransactionOptions, UpdateFilter, UpdateResult } from "mongodb"
 import type { GuardError } from "@tenantpool/core/Errors"
 import type { MongoTransaction, TransactionCollection } from "../MongoCollection.ts"
 import { driverErrorOf, fromUnknown, MongoError, refused } from "../MongoError.ts"
 import { type Binding, collectionOf } from "./binding.ts"
 import type { Handle } from "./calls.ts"
 import { OP } from "./operations.ts"
-import { crossDatabaseRefusal } from "./pipeline.ts"
+import type { Checked } from "./options.ts"
+import { invalid } from "./documents.ts"
+import { otherDatabase } from "./pipeline.ts"
+import * as Req from "./requests.ts"
+import { resources } from "./signal.ts"
 import type { Generation } from "./targetClients.ts"
 
 /** What the engine found out about a server once (per client): whether it runs transactions, and what it is. */
@@ -68,34 +64,93 @@ const txCollection = <T extends Document>(
   session: ClientSession,
   name: string
 ): TransactionCollection<T> => {
-  const c = collectionOf(b, gen, name) as unknown as Collection<T>
-  const go = <A>(op: string, f: () => Promise<A>) =>
-    Effect.tryPromise({ try: f, catch: (e) => fromUnknown(op, e, b.clients.secrets) })
+  const nameRefusal = Req.collectionName(name)
+  // Arguments are checked and copied as outside a transaction; the session is the transaction's, never the caller's.
+  const opts = (checked: Checked) => ({ ...checked.driver, session })
+  const run = <A>(op: string, prepare: () => (c: Collection<Document>) => Promise<A>): Effect.Effect<A, MongoError> =>
+    nameRefusal !== undefined
+      ? Effect.fail(Req.fromRefusal(op, nameRefusal))
+      : Req.refusing(op, () => {
+          const call = prepare()
+          const c = collectionOf(b, gen, name)
+          return Effect.tryPromise({ try: () => call(c), catch: (e) => fromUnknown(op, e, b.clients.secrets) })
+        })
   return {
     name,
-    insertOne: (doc) => go("insertOne", () => c.insertOne(doc, { session })),
-    insertMany: (docs) => go("insertMany", () => c.insertMany(docs as Array<OptionalUnlessRequiredId<T>>, { session })),
-    findOne: (filter, o) => go("findOne", () => c.findOne(filter ?? {}, { ...o, session })),
-    find: (filter, o) => go("find", () => c.find(filter ?? {}, { ...o, session }).toArray()),
-    countDocuments: (filter) => go("countDocuments", () => c.countDocuments(filter ?? {}, { session })),
+    insertOne: (doc) =>
+      run("insertOne", () => {
+        const d = Req.documentOf(doc)
+        return (c) => c.insertOne(d, { session })
+      }),
+    insertMany: (docs) =>
+      run("insertMany", () => {
+        const d = Req.documentsOf(docs)
+        return (c) => c.insertMany(d, { session })
+      }),
+    findOne: (filter, o) =>
+      run("findOne", () => {
+        const f = Req.filterOf(filter)
+        const checked = Req.optionsOf("findOne", o)
+        return (c) => c.findOne(f, opts(checked))
+      }),
+    find: (filter, o) =>
+      run("find", () => {
+        const f = Req.filterOf(filter)
+        const checked = Req.optionsOf("find", o)
+        return (c) => c.find(f, opts(checked)).toArray()
+      }),
+    countDocuments: (filter) =>
+      run("countDocuments", () => {
+        const f = Req.filterOf(filter)
+        return (c) => c.countDocuments(f, { session })
+      }),
     updateOne: (filter, update, o) =>
-      go("updateOne", () => c.updateOne(filter, update as UpdateFilter<T>, { ...o, session })),
+      run("updateOne", () => {
+        const f = Req.filterOf(filter)
+        const u = Req.updateOf(update)
+        const checked = Req.optionsOf("updateOne", o)
+        return (c) => c.updateOne(f, u as UpdateFilter<Document>, opts(checked))
+      }),
     updateMany: (filter, update, o) =>
-      go("updateMany", () => c.updateMany(filter, update as UpdateFilter<T>, { ...o, session })),
+      run("updateMany", () => {
+        const f = Req.filterOf(filter)
+        const u = Req.updateOf(update)
+        const checked = Req.optionsOf("updateMany", o)
+        return (c) => c.updateMany(f, u as UpdateFilter<Document>, opts(checked))
+      }),
     replaceOne: (filter, replacement, o) =>
-      go("replaceOne", () => c.replaceOne(filter, replacement, { ...o, session }) as Promise<UpdateResult<T>>),
+      run("replaceOne", () => {
+        const f = Req.filterOf(filter)
+        const r = Req.replacementOf(replacement)
+        const checked = Req.optionsOf("replaceOne", o)
+        return (c) => c.replaceOne(f, r, opts(checked)) as Promise<UpdateResult<any>>
+      }),
     findOneAndUpdate: (filter, update, o) =>
-      go("findOneAndUpdate", () =>
-        c.findOneAndUpdate(filter, update as UpdateFilter<T>, { ...o, includeResultMetadata: false, session })
-      ),
-    deleteOne: (filter) => go("deleteOne", () => c.deleteOne(filter ?? {}, { session })),
-    deleteMany: (filter) => go("deleteMany", () => c.deleteMany(filter ?? {}, { session })),
-    aggregate: <B extends Document>(pipeline: ReadonlyArray<Document>) => {
-      const refusal = crossDatabaseRefusal(pipeline, b.database)
-      if (refusal !== undefined) return Effect.fail(refusal)
-      return go("aggregate", () => c.aggregate<B>([...pipeline], { session }).toArray())
-    }
-  }
+      run("findOneAndUpdate", () => {
+        const f = Req.filterOf(filter)
+        const u = Req.updateOf(update)
+        const checked = Req.optionsOf("findOneAndUpdate", o)
+        return (c) =>
+          c.findOneAndUpdate(f, u as UpdateFilter<Document>, { ...opts(checked), includeResultMetadata: false })
+      }),
+    deleteOne: (filter) =>
+      run("deleteOne", () => {
+        const f = Req.filterOf(filter)
+        return (c) => c.deleteOne(f, { session })
+      }),
+    deleteMany: (filter) =>
+      run("deleteMany", () => {
+        const f = Req.filterOf(filter)
+        return (c) => c.deleteMany(f, { session })
+      }),
+    aggregate: (pipeline) =>
+      run("aggregate", () => {
+        const p = Req.pipelineOf(pipeline)
+        const other = otherDatabase(p.databases, b.database)
+        if (other !== undefined) throw other
+        return (c) => c.aggregate(p.pipeline, { session }).toArray()
+      })
+  } as TransactionCollection<T>
 }
 
 // A transaction body failed with its own error (or a defect): carried through the driver's retry loop unchanged.
@@ -141,34 +196,41 @@ const inSession = <A, E, R>(
 export const transaction = <A, E, R>(
   handle: Handle,
   body: (tx: MongoTransaction) => Effect.Effect<A, E, R>,
-  txOptions?: TransactionOptions
+  options?: unknown
 ): Effect.Effect<A, E | MongoError | GuardError, R> =>
-  handle.runEffect<A, R>(OP.transaction, (b) =>
-    Effect.gen(function* () {
-      const clients = b.clients
-      const gen = clients.current
-      const caps = yield* Effect.tryPromise({
-        try: () => capabilitiesOf(gen),
-        catch: (e) => fromUnknown("transaction", e, clients.secrets)
-      })
-      if (!caps.transactions) {
-        return yield* refused(
-          "transaction",
-          "transactions_unsupported",
-          `transactions need a MongoDB replica set or sharded cluster; this server is ${caps.server}`
-        )
-      }
-      return yield* Effect.acquireUseRelease(
-        Effect.sync(() => {
-          gen.inflight++
-          return gen.client.startSession()
-        }),
-        (session) => inSession(b, gen, session, body, txOptions),
-        (session) =>
-          Effect.ensuring(
-            Effect.promise(() => session.endSession().catch(() => undefined)),
-            Effect.sync(() => clients.release(gen))
+  Req.refusing("transaction", () => {
+    if (typeof body !== "function") throw invalid("body", "must be a function of the transaction")
+    const txOptions = Req.optionsOf("transaction", options).driver as TransactionOptions | undefined
+    return handle.runEffect<A, R>(OP.transaction, (b, signal) =>
+      Effect.gen(function* () {
+        const clients = b.clients
+        const gen = clients.current
+        // Asking the server what it is changes nothing; the transaction itself may apply once it starts.
+        signal.waitingFor(resources.selection)
+        const caps = yield* Effect.tryPromise({
+          try: () => capabilitiesOf(gen),
+          catch: (e) => fromUnknown("transaction", e, clients.secrets)
+        })
+        if (!caps.transactions) {
+          return yield* refused(
+            "transaction",
+            "transactions_unsupported",
+            `transactions need a MongoDB replica set or sharded cluster; this server is ${caps.server}`
           )
-      )
-    })
-  ) as Effect.Effect<A, E | MongoError | GuardError, R>
+        }
+        signal.sending()
+        return yield* Effect.acquireUseRelease(
+          Effect.sync(() => {
+            gen.inflight++
+            return gen.client.startSession()
+          }),
+          (session) => inSession(b, gen, session, body, txOptions),
+          (session) =>
+            Effect.ensuring(
+              Effect.promise(() => session.endSession().catch(() => undefined)),
+              Effect.sync(() => clients.release(gen))
+            )
+        )
+      })
+    ) as Effect.Effect<A, E | MongoError | GuardError, R>
+  })
