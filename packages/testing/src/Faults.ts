@@ -13,6 +13,7 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type { Redis } from "ioredis"
 import { connectRedis, pgErrorText, pgQuery, withRedis } from "./internal/drivers.ts"
 import { signalProcess } from "./internal/process.ts"
 import type { ServerInfo } from "./Servers.ts"
@@ -289,7 +290,8 @@ export const redisMaxClients = (url: string, max: number): Effect.Effect<void, F
   ).pipe(Effect.asVoid)
 
 /**
- * Creates an ACL user with every permission and one password (deleted when the scope closes, its clients killed).
+ * Creates an ACL user with every permission and one password, deleted when the scope closes. On the harness's local
+ * servers it is saved to their ACL file, so it survives a restart.
  *
  * @category redis
  * @since 0.1.0
@@ -300,21 +302,35 @@ export const redisAclUser = (
   password: string
 ): Effect.Effect<void, FaultError, Scope.Scope> =>
   Effect.acquireRelease(
-    redis(url, "acl user", (client) =>
-      client.call("ACL", "SETUSER", user, "reset", "on", `>${password}`, "~*", "&*", "+@all")
-    ).pipe(Effect.mapError((error) => new FaultError({ ...error, message: `ACL SETUSER ${user} failed` }))),
-    () => Effect.ignore(redis(url, "acl user", (client) => client.call("ACL", "DELUSER", user)))
+    redis(url, "acl user", async (client) => {
+      await client.call("ACL", "SETUSER", user, "reset", "on", `>${password}`, "~*", "&*", "+@all")
+      await saveAcl(client)
+    }).pipe(Effect.mapError((error) => new FaultError({ ...error, message: `ACL SETUSER ${user} failed` }))),
+    () =>
+      Effect.ignore(
+        redis(url, "acl user", async (client) => {
+          await client.call("ACL", "DELUSER", user)
+          await saveAcl(client)
+        })
+      )
   ).pipe(Effect.asVoid)
 
 /**
- * Replaces an ACL user's passwords with `password` (`resetpass`); its open connections stay logged in — combine
- * with `redisClientKill` for a rotation that bites.
+ * Replaces an ACL user's passwords with `password` (`resetpass`, saved to the ACL file like `redisAclUser`); its
+ * open connections stay logged in — combine with `redisClientKill` for a rotation that bites.
  *
  * @category redis
  * @since 0.1.0
  */
 export const redisSetPassword = (url: string, user: string, password: string): Effect.Effect<void, FaultError> =>
-  redis(url, "password", (client) => client.call("ACL", "SETUSER", user, "resetpass", `>${password}`)).pipe(
+  redis(url, "password", async (client) => {
+    await client.call("ACL", "SETUSER", user, "resetpass", `>${password}`)
+    await saveAcl(client)
+  }).pipe(
     Effect.mapError((error) => new FaultError({ ...error, message: `ACL SETUSER ${user} resetpass failed` })),
     Effect.asVoid
   )
+
+// Local servers keep ACL users in a file (see internal/local.ts): saved there, they survive a restart. A server
+// without an ACL file answers ACL SAVE with an error, which changes nothing.
+const saveAcl = (client: Redis) => client.call("ACL", "SAVE").catch(() => undefined)

@@ -160,7 +160,7 @@ describe("Redis faults", () => {
     })
   )
 
-  it.live("an ACL user logs in with its current password only", () =>
+  it.live("an ACL user logs in with its current password only, across a restart", () =>
     Effect.gen(function* () {
       const server = yield* Servers.acquirePrivate("redis")
       yield* Faults.redisAclUser(server.url, "rotated", "first-secret")
@@ -175,6 +175,10 @@ describe("Redis faults", () => {
       assert.isTrue(Exit.isSuccess(yield* login("first-secret")))
       yield* Faults.redisSetPassword(server.url, "rotated", "second-secret")
       assert.isTrue(Exit.isFailure(yield* login("first-secret")))
+      assert.isTrue(Exit.isSuccess(yield* login("second-secret")))
+      // Saved to the server's ACL file: the user and its current password survive a restart.
+      yield* Servers.stop(server)
+      yield* Servers.start(server)
       assert.isTrue(Exit.isSuccess(yield* login("second-secret")))
     })
   )

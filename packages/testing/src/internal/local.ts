@@ -131,6 +131,8 @@ const redisLauncher = (binary: string): Launcher => ({
   binary,
   prepare: async ({ dataDir }) => {
     fs.mkdirSync(dataDir, { recursive: true })
+    // ACL users live in a file (`ACL SAVE`), so users a test creates survive a restart like the data does.
+    fs.writeFileSync(path.join(dataDir, "users.acl"), "", { flag: "a" })
   },
   command: ({ dir, dataDir }, port, options) => ({
     command: binary,
@@ -149,6 +151,8 @@ const redisLauncher = (binary: string): Launcher => ({
       dataDir,
       "--databases",
       "64",
+      "--aclfile",
+      path.join(dataDir, "users.acl"),
       // stop() (SIGTERM) writes a snapshot so a restart keeps the data; kill() and immediate stops lose it.
       ...(redisMajor(binary) >= 7 ? ["--shutdown-on-sigterm", "save", "--shutdown-on-sigint", "nosave"] : [])
     ],
