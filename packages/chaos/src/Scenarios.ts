@@ -97,6 +97,22 @@ export const scenarios: ReadonlyArray<Scenario> = [
       })
   },
   {
+    id: "R20",
+    title: "long outage",
+    fault: (w) => `stop (fast), ${seconds(Math.max(w, 20_000))} down, start`,
+    engines: all,
+    own: false,
+    ci: false,
+    // Long enough for the breakers to open and back off past their first reset timeout (Redis 15 s): recovery must
+    // still follow the server's return within seconds (active probes), not the backed-off open time.
+    inject: (rig, w) =>
+      Effect.gen(function* () {
+        yield* Servers.stop(rig.server, { mode: "fast" })
+        yield* Effect.sleep(Math.max(w, 20_000))
+        yield* Servers.start(rig.server)
+      })
+  },
+  {
     id: "R7",
     title: "hung server",
     fault: (w) => `SIGSTOP ${seconds(w)}, SIGCONT`,
