@@ -110,6 +110,18 @@ export const checks = (result: Result): ReadonlyArray<Check> => {
  */
 export const violations = (result: Result): ReadonlyArray<Check> => checks(result).filter((check) => !check.holds)
 
+/**
+ * `text` with every form of `secret` (plain, percent-encoded, base64) replaced by `<secret>`, for printing errors.
+ *
+ * @category formatting
+ * @since 0.1.0
+ */
+export const redact = (text: string, secret: string | undefined): string => {
+  if (secret === undefined) return text
+  const forms = [secret, encodeURIComponent(secret), Buffer.from(secret).toString("base64")]
+  return forms.reduce((out, form) => out.split(form).join("<secret>"), text)
+}
+
 const ms = (value: number | null) => (value === null ? "never" : `${Math.round(value)}`)
 
 /**
@@ -143,6 +155,7 @@ const COLUMNS = [
   "max op ms",
   "over bound",
   "detect ms",
+  "open ms",
   "recover ms",
   "leaked",
   "pool after",
@@ -169,6 +182,7 @@ const row = (result: Result): ReadonlyArray<string> => {
     String(Math.round(Math.max(a.maxOpMs, b.maxOpMs))),
     String(a.waitsOverBound + b.waitsOverBound),
     ms(result.figures.detectMs),
+    result.breakerOpenMs === null ? "—" : String(result.breakerOpenMs),
     ms(result.figures.recoverMs),
     String(result.leakedServerConns),
     result.engine === "postgres" ? String(result.poolAfterRecovery) : "—",
@@ -263,6 +277,7 @@ export const jsonLine = (result: Result, env: Env): string => {
     leakedServerConns: result.leakedServerConns,
     poolAfterRecovery: result.poolAfterRecovery,
     breaker: result.breaker,
+    breakerOpenMs: result.breakerOpenMs,
     serverConns: result.serverConns,
     crossProject: result.crossProject,
     secretLeaks: result.secretLeaks,

@@ -68,8 +68,10 @@ export interface Result {
   readonly poolAfterRecovery: number
   /** Occurrences of A's password in errors, logs and events (never the password itself). */
   readonly secretLeaks: { readonly errors: number; readonly logs: number; readonly events: number }
-  /** Breaker transitions of project A and its target, relative to the run's start. */
+  /** Breaker transitions of project A and its target, as `<scope>:<state>@<ms from the fault>`. */
   readonly breaker: ReadonlyArray<string>
+  /** From the fault to the first opening of A's or its target's breaker (null: none opened). */
+  readonly breakerOpenMs: number | null
   readonly boundMs: number
   readonly durationMs: number
   readonly rssDeltaMB: number
@@ -233,6 +235,12 @@ const breakerTimeline = (library: Library, rig: Rig, epoch: number) =>
     )
   )
 
+const firstOpening = (timeline: ReadonlyArray<string>): number | null => {
+  const at = timeline.filter((t) => t.includes(":open@")).map((t) => Number(t.slice(t.indexOf("@") + 1)))
+  const after = at.filter((ms) => ms >= 0)
+  return after.length === 0 ? null : Math.min(...after)
+}
+
 /**
  * Runs a scenario on a rig and returns its result.
  *
@@ -241,6 +249,23 @@ const breakerTimeline = (library: Library, rig: Rig, epoch: number) =>
  */
 export const run = (rig: Rig, scenario: Scenario, options: RunOptions = {}): Effect.Effect<Result, unknown> =>
   Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const load: Load = { running: true, seq: 0, scanned: new Map(), errorLeaks: 0 }
+    // A run that fails half-way (a server that does not come back) still stops its load and closes its library.
+    return yield* runIn(rig, scenario, options, scope, load).pipe(
+      Effect.onError(() =>
+        Effect.andThen(
+          Effect.sync(() => {
+            load.running = false
+          }),
+          Effect.ignore(Effect.timeoutOption(Scope.close(scope, Exit.void), "15 seconds"))
+        )
+      )
+    )
+  })
+
+const runIn = (rig: Rig, scenario: Scenario, options: RunOptions, scope: Scope.Closeable, load: Load) =>
+  Effect.gen(function* () {
     const profile = options.profile ?? defaultProfile
     const windowMs = options.windowMs ?? 3_000
     const canary = Canary.of(rig.secret ?? Canary.make().secret)
@@ -248,9 +273,7 @@ export const run = (rig: Rig, scenario: Scenario, options: RunOptions = {}): Eff
     const epoch = Date.now() - history.now()
     const rssBefore = process.memoryUsage().rss
     const runId = `r${crypto.randomBytes(5).toString("hex")}`
-    const scope = yield* Scope.make()
     const library = yield* rig.open(profile, canary.captureLogs).pipe(Scope.provide(scope))
-    const load: Load = { running: true, seq: 0, scanned: new Map(), errorLeaks: 0 }
     const fibers = yield* startLoad(history, load, canary, rig, library, runId, profile.deadlineMs, options).pipe(
       Effect.provide(canary.captureLogs)
     )
@@ -317,6 +340,7 @@ export const run = (rig: Rig, scenario: Scenario, options: RunOptions = {}): Eff
         events: leaksIn(events.map((event) => JSON.stringify(event)))
       },
       breaker,
+      breakerOpenMs: firstOpening(breaker),
       boundMs: profile.deadlineMs,
       durationMs: history.now(),
       rssDeltaMB: Math.round(((process.memoryUsage().rss - rssBefore) / 1_048_576) * 10) / 10,

@@ -55,6 +55,18 @@ const repeatFor = <E>(effect: Effect.Effect<unknown, E>, windowMs: number, every
     }
   })
 
+/** Takes the server down (`stop` or `kill`), keeps it down `ms`, starts it again (same port and data). */
+const downFor = <E>(
+  rig: Rig,
+  ms: number,
+  takeDown: (server: Servers.ServerHandle) => Effect.Effect<void, E>
+): Effect.Effect<void, unknown> =>
+  Effect.gen(function* () {
+    yield* takeDown(rig.server)
+    yield* Effect.sleep(ms)
+    yield* Servers.start(rig.server)
+  })
+
 /** Kills project A's connections from the server's side (its database's backends, its Redis user's clients). */
 const killConnectionsOfA = (rig: Rig): Effect.Effect<number, unknown> =>
   rig.engine === "postgres"
@@ -75,12 +87,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
     engines: all,
     own: false,
     ci: false,
-    inject: (rig, w) =>
-      Effect.gen(function* () {
-        yield* Servers.stop(rig.server, { mode: "fast" })
-        yield* Effect.sleep(w)
-        yield* Servers.start(rig.server)
-      })
+    inject: (rig, w) => downFor(rig, w, (server) => Servers.stop(server, { mode: "fast" }))
   },
   {
     id: "R6",
@@ -89,12 +96,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
     engines: all,
     own: false,
     ci: true,
-    inject: (rig, w) =>
-      Effect.gen(function* () {
-        yield* Servers.kill(rig.server)
-        yield* Effect.sleep(w)
-        yield* Servers.start(rig.server)
-      })
+    inject: (rig, w) => downFor(rig, w, Servers.kill)
   },
   {
     id: "R20",
@@ -105,12 +107,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
     ci: false,
     // Long enough for the breakers to open and back off past their first reset timeout (Redis 15 s): recovery must
     // still follow the server's return within seconds (active probes), not the backed-off open time.
-    inject: (rig, w) =>
-      Effect.gen(function* () {
-        yield* Servers.stop(rig.server, { mode: "fast" })
-        yield* Effect.sleep(Math.max(w, 20_000))
-        yield* Servers.start(rig.server)
-      })
+    inject: (rig, w) => downFor(rig, Math.max(w, 20_000), (server) => Servers.stop(server, { mode: "fast" }))
   },
   {
     id: "R7",

@@ -25,6 +25,15 @@ import * as Runner from "../src/Runner.ts"
 
 const pgLayer = PgEngine.layer().pipe(Layer.provideMerge(Tenancy.layerMemory(tenancyOptions(defaultProfile))))
 
+/** A private PostgreSQL server, the guarded `SqlClient`, and projects registered on it (FREE tier). */
+const pgProjects = (...ids: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const server = yield* Servers.acquirePrivate("postgres")
+    const registry = yield* MemoryRegistry
+    for (const id of ids) yield* registry.register({ id, tier: "FREE", postgres: server.url })
+    return { server, sql: yield* SqlClient.SqlClient }
+  })
+
 /** Opens a rig's library with A's proxy blackholed, so A's writes can only wait for a connection. */
 const writesWithoutConnection = (engine: EngineName) =>
   Effect.gen(function* () {
@@ -73,9 +82,7 @@ describe("PostgreSQL", () => {
     "a connection terminated inside a transaction body fails the transaction with an error, not a defect",
     () =>
       Effect.gen(function* () {
-        const server = yield* Servers.acquirePrivate("postgres")
-        const sql = yield* SqlClient.SqlClient
-        yield* (yield* MemoryRegistry).register({ id: "tx-victim", tier: "FREE", postgres: server.url })
+        const { server, sql } = yield* pgProjects("tx-victim")
         const as = Tenancy.withProject("tx-victim")
         yield* as(sql`create table t (id int primary key)`)
         const tx = yield* Effect.forkChild(
@@ -101,11 +108,7 @@ describe("PostgreSQL", () => {
     "session state of one project is never seen by another project on the same database",
     () =>
       Effect.gen(function* () {
-        const server = yield* Servers.acquirePrivate("postgres")
-        const sql = yield* SqlClient.SqlClient
-        const registry = yield* MemoryRegistry
-        yield* registry.register({ id: "setter", tier: "FREE", postgres: server.url })
-        yield* registry.register({ id: "reader", tier: "FREE", postgres: server.url })
+        const { sql } = yield* pgProjects("setter", "reader")
         yield* Tenancy.withProject("setter")(
           Effect.all([sql`set statement_timeout = '4321ms'`, sql`create temp table leak_probe (x int)`])
         )
@@ -136,9 +139,7 @@ describe("PostgreSQL", () => {
     "the pool is back to its tier minimum (FREE: 2) within 5 s of the server's return",
     () =>
       Effect.gen(function* () {
-        const server = yield* Servers.acquirePrivate("postgres")
-        const sql = yield* SqlClient.SqlClient
-        yield* (yield* MemoryRegistry).register({ id: "refill", tier: "FREE", postgres: server.url })
+        const { server, sql } = yield* pgProjects("refill")
         const count = Effect.map(
           ServerState.pgBackends(server.url, { applicationNamePrefix: "tenantpool" }),
           (backends) => backends.length

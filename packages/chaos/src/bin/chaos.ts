@@ -75,6 +75,7 @@ const program = Effect.gen(function* () {
   const toxiproxy = yield* Toxiproxy.Toxiproxy
   console.log(`[chaos] ${machine}; node ${libraryEnv["node"]}, toxiproxy ${toxiproxy.version}; window ${windowMs} ms`)
   const results: Array<Runner.Result> = []
+  const failedRuns: Array<string> = []
   for (const engine of chosenEngines) {
     const list = Scenarios.forEngine(engine, { ci: values.ci }).filter(
       (s) => chosenIds === undefined || chosenIds.includes(s.id.toLowerCase())
@@ -90,8 +91,17 @@ const program = Effect.gen(function* () {
           // A line that the result overwrites on a terminal; elsewhere (CI logs) only the result.
           if (process.stdout.isTTY)
             process.stdout.write(`[chaos] ${scenario.id.padEnd(4)} ${engine.padEnd(8)} ${scenario.title} …`)
-          const result = yield* Runner.run(rig, scenario, { windowMs })
+          const outcome = yield* Effect.result(Runner.run(rig, scenario, { windowMs }))
           if (process.stdout.isTTY) process.stdout.write("\r\x1b[2K")
+          if (outcome._tag === "Failure") {
+            const message = Report.redact(String(outcome.failure), rig.secret)
+            console.log(
+              `[chaos] ${scenario.id.padEnd(4)} ${engine.padEnd(8)} ${scenario.title}: the run failed: ${message}`
+            )
+            failedRuns.push(`  ${scenario.id} ${engine}: the run failed: ${message}`)
+            continue
+          }
+          const result = outcome.success
           console.log(`[chaos] ${Report.progressLine(result)}`)
           results.push(result)
           if (jsonFile !== undefined) {
@@ -107,8 +117,9 @@ const program = Effect.gen(function* () {
     Report.violations(result).map((check) => `  ${result.scenario} ${result.engine}: ${check.name} — ${check.detail}`)
   )
   if (broken.length > 0) console.log(`Broken properties:\n${broken.join("\n")}`)
+  if (failedRuns.length > 0) console.log(`Runs that failed:\n${failedRuns.join("\n")}`)
   if (jsonFile !== undefined) console.log(`[chaos] wrote ${results.length} JSON lines to ${jsonFile}`)
-  return broken.length
+  return broken.length + failedRuns.length
 })
 
 Effect.runPromise(program.pipe(Effect.provide(Toxiproxy.layer))).then(

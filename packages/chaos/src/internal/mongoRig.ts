@@ -5,17 +5,15 @@
 // connections are counted. Transactions need a replica set: there are none here.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { MongoClient } from "mongodb"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as MongoEngine from "@tenantpool/mongodb/MongoEngine"
 import * as Servers from "@tenantpool/testing/Servers"
 import * as ServerState from "@tenantpool/testing/ServerState"
 import * as Toxiproxy from "@tenantpool/testing/Toxiproxy"
 import type { Party } from "../History.ts"
-import { type Rig, seededKeys, tenancyOptions, valueOf, withPath } from "../Rig.ts"
+import { type Rig, seededKeys, valueOf, withPath } from "../Rig.ts"
+import { openLibrary } from "./library.ts"
 
 const DATABASES: Readonly<Record<Party, string>> = { a: "chaos_a", b: "chaos_b" }
 const PROJECTS: Readonly<Record<Party, string>> = { a: "chaos-mongo-a", b: "chaos-mongo-b" }
@@ -87,18 +85,11 @@ export const acquire: Effect.Effect<Rig, unknown, Scope.Scope | Toxiproxy.Toxipr
     },
     open: (profile, captureLogs) =>
       Effect.gen(function* () {
-        const layer = MongoEngine.layer().pipe(
-          Layer.provideMerge(Tenancy.layerMemory(tenancyOptions(profile))),
-          Layer.provide(captureLogs)
-        )
-        const context = yield* Layer.build(layer)
-        const registry = Context.get(context, MemoryRegistry)
-        const tenancy = Context.get(context, Tenancy.Tenancy)
+        const { as, context, tenancy } = yield* openLibrary(MongoEngine.layer(), profile, captureLogs, {
+          a: { id: PROJECTS.a, mongodb: urls.a },
+          b: { id: PROJECTS.b, mongodb: urls.b }
+        })
         const mongo = Context.get(context, MongoEngine.MongoEngine)
-        for (const party of ["a", "b"] as const) {
-          yield* registry.register({ id: PROJECTS[party], tier: "FREE", mongodb: urls[party] })
-        }
-        const as = (party: Party) => tenancy.withProject(PROJECTS[party])
         const items = mongo.collection<Item>("items")
         const echo = mongo.collection<Echo>("echo")
         return {

@@ -4,13 +4,10 @@
 import { PgClient } from "@effect/sql-pg"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as PgEngine from "@tenantpool/pg/PgEngine"
 import * as Canary from "@tenantpool/testing/Canary"
 import * as Faults from "@tenantpool/testing/Faults"
@@ -18,7 +15,8 @@ import * as Servers from "@tenantpool/testing/Servers"
 import * as ServerState from "@tenantpool/testing/ServerState"
 import * as Toxiproxy from "@tenantpool/testing/Toxiproxy"
 import type { Party } from "../History.ts"
-import { type Rig, seededKeys, tenancyOptions, valueOf, withCredentials, withPath } from "../Rig.ts"
+import { type Rig, seededKeys, valueOf, withCredentials, withPath } from "../Rig.ts"
+import { openLibrary } from "./library.ts"
 
 const USER_A = "chaos_a"
 const DATABASES: Readonly<Record<Party, string>> = { a: "chaos_a", b: "chaos_b" }
@@ -89,18 +87,11 @@ export const acquire: Effect.Effect<Rig, unknown, Scope.Scope | Toxiproxy.Toxipr
     },
     open: (profile, captureLogs) =>
       Effect.gen(function* () {
-        const layer = PgEngine.layer().pipe(
-          Layer.provideMerge(Tenancy.layerMemory(tenancyOptions(profile))),
-          Layer.provide(captureLogs)
-        )
-        const context = yield* Layer.build(layer)
-        const registry = Context.get(context, MemoryRegistry)
-        const tenancy = Context.get(context, Tenancy.Tenancy)
+        const { as, context, tenancy } = yield* openLibrary(PgEngine.layer(), profile, captureLogs, {
+          a: { id: PROJECTS.a, postgres: Redacted.make(urls.a) },
+          b: { id: PROJECTS.b, postgres: Redacted.make(urls.b) }
+        })
         const sql = Context.get(context, SqlClient.SqlClient)
-        for (const party of ["a", "b"] as const) {
-          yield* registry.register({ id: PROJECTS[party], tier: "FREE", postgres: Redacted.make(urls[party]) })
-        }
-        const as = (party: Party) => tenancy.withProject(PROJECTS[party])
         const insert = (id: string) => sql`insert into items (id) values (${id})`
         return {
           write: (party, id) => as(party)(insert(id)),

@@ -3,12 +3,9 @@
 // ioredis clients of the harness's own and from CLIENT LIST.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { Redis as IORedis } from "ioredis"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as RedisEngine from "@tenantpool/redis/RedisEngine"
 import * as Canary from "@tenantpool/testing/Canary"
 import * as Faults from "@tenantpool/testing/Faults"
@@ -16,7 +13,8 @@ import * as Servers from "@tenantpool/testing/Servers"
 import * as ServerState from "@tenantpool/testing/ServerState"
 import * as Toxiproxy from "@tenantpool/testing/Toxiproxy"
 import type { Party } from "../History.ts"
-import { type Rig, seededKeys, tenancyOptions, valueOf, withCredentials, withPath } from "../Rig.ts"
+import { type Rig, seededKeys, valueOf, withCredentials, withPath } from "../Rig.ts"
+import { openLibrary } from "./library.ts"
 
 const USER_A = "chaos_a"
 const DATABASES: Readonly<Record<Party, number>> = { a: 1, b: 2 }
@@ -85,18 +83,11 @@ export const acquire: Effect.Effect<Rig, unknown, Scope.Scope | Toxiproxy.Toxipr
     },
     open: (profile, captureLogs) =>
       Effect.gen(function* () {
-        const layer = RedisEngine.layer().pipe(
-          Layer.provideMerge(Tenancy.layerMemory(tenancyOptions(profile))),
-          Layer.provide(captureLogs)
-        )
-        const context = yield* Layer.build(layer)
-        const registry = Context.get(context, MemoryRegistry)
-        const tenancy = Context.get(context, Tenancy.Tenancy)
+        const { as, context, tenancy } = yield* openLibrary(RedisEngine.layer(), profile, captureLogs, {
+          a: { id: PROJECTS.a, redis: Redacted.make(urls.a) },
+          b: { id: PROJECTS.b, redis: Redacted.make(urls.b) }
+        })
         const redis = Context.get(context, RedisEngine.RedisEngine)
-        for (const party of ["a", "b"] as const) {
-          yield* registry.register({ id: PROJECTS[party], tier: "FREE", redis: Redacted.make(urls[party]) })
-        }
-        const as = (party: Party) => tenancy.withProject(PROJECTS[party])
         return {
           write: (party, id) => as(party)(redis.rpush(listOf(id), id)),
           tx: (party, [first, second]) =>
