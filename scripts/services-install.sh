@@ -4,11 +4,17 @@
 # $HOME/.cache/tenantpool/bin/ferretdb. Idempotent: whatever is already present is skipped, and apt-get update
 # only runs when a package is missing. CI runs it too (.ci/run).
 #
-#   bash scripts/services-install.sh             # PostgreSQL, Redis, FerretDB
+# Toxiproxy (the fault-injection proxy of the chaos tests) is built the same way by scripts/toxiproxy-install.sh,
+# which this script runs last.
+#
+#   bash scripts/services-install.sh             # PostgreSQL, Redis, FerretDB, Toxiproxy
 #   bash scripts/services-install.sh --with-ui   # also prometheus and chromium (dashboard tests)
 #
 # Needs root (or sudo) for apt-get, on Debian 12 / Ubuntu. Reaches only the Debian mirror and the Go module proxy.
 set -euo pipefail
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/go-toolchain.sh
+. "${SCRIPT_DIR}/lib/go-toolchain.sh"
 
 FERRETDB_VERSION="v1.24.2"
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
@@ -72,24 +78,14 @@ if [ "$with_ui" = true ]; then
   command -v chromium > /dev/null 2>&1 || ui_missing+=(chromium)
 fi
 
-# Go >= 1.24 to build FerretDB: the installed one, or a toolchain module from the Go module proxy.
+# Go >= 1.24 to build FerretDB (and Toxiproxy): the installed one, or a toolchain module from the Go module proxy.
 go_bin=""
-go_ok() {
-  local v
-  v="$("$1" env GOVERSION 2> /dev/null || true)" # e.g. go1.26.8
-  [[ "$v" =~ ^go1\.([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 24 ]
-}
 need_ferretdb=true
 if [ -x "$FERRETDB_BIN" ] && ferretdb_ok; then
   need_ferretdb=false
 fi
-if [ "$need_ferretdb" = true ]; then
-  for candidate in "$(command -v go || true)" /usr/local/go/bin/go "${CACHE_DIR}/go/bin/go"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && GOTOOLCHAIN=local go_ok "$candidate"; then
-      go_bin="$candidate"
-      break
-    fi
-  done
+if [ "$need_ferretdb" = true ] || ! bash "${SCRIPT_DIR}/toxiproxy-install.sh" --check > /dev/null 2>&1; then
+  go_bin="$(find_go 24 || true)"
   if [ -z "$go_bin" ]; then
     command -v curl > /dev/null 2>&1 || apt_missing+=(curl)
     command -v unzip > /dev/null 2>&1 || apt_missing+=(unzip)
@@ -125,28 +121,8 @@ fi
 
 if [ "$need_ferretdb" = true ]; then
   if [ -z "$go_bin" ]; then
-    case "$(uname -m)" in
-      x86_64) go_arch=amd64 ;;
-      aarch64 | arm64) go_arch=arm64 ;;
-      *)
-        echo "services-install: no Go toolchain for $(uname -m)" >&2
-        exit 1
-        ;;
-    esac
-    proxy="${GOPROXY:-https://proxy.golang.org}"
-    proxy="${proxy%%[,|]*}"
-    if [ "$proxy" = "direct" ] || [ "$proxy" = "off" ]; then proxy="https://proxy.golang.org"; fi
-    zip_url="${proxy%/}/golang.org/toolchain/@v/v0.0.1-${GO_TOOLCHAIN_VERSION}.linux-${go_arch}.zip"
-    log "no Go >= 1.24 found; fetching the ${GO_TOOLCHAIN_VERSION} toolchain module from ${zip_url}"
-    tmp_zip="$(mktemp -d)"
-    curl -fsSL --retry 3 -o "${tmp_zip}/go.zip" "$zip_url"
-    unzip -q "${tmp_zip}/go.zip" -d "${tmp_zip}/x"
-    rm -rf "${CACHE_DIR}/go"
-    mkdir -p "$CACHE_DIR"
-    mv "${tmp_zip}/x/golang.org/toolchain@v0.0.1-${GO_TOOLCHAIN_VERSION}.linux-${go_arch}" "${CACHE_DIR}/go"
-    chmod +x "${CACHE_DIR}/go/bin/"* "${CACHE_DIR}/go/pkg/tool/"*/* 2> /dev/null || true
-    rm -rf "$tmp_zip"
-    go_bin="${CACHE_DIR}/go/bin/go"
+    log "no Go >= 1.24 found"
+    go_bin="$(fetch_go "$GO_TOOLCHAIN_VERSION")"
   fi
   log "building FerretDB ${FERRETDB_VERSION} with $("$go_bin" env GOVERSION)"
   # `go install module@version` builds without build/version/version.txt and the binary panics at start, so build
@@ -177,10 +153,14 @@ else
   log "FerretDB ${FERRETDB_VERSION} already built at ${FERRETDB_BIN}"
 fi
 
+# Toxiproxy, with the Go found (or fetched) above when there is one.
+GO_BIN="$go_bin" bash "${SCRIPT_DIR}/toxiproxy-install.sh"
+
 pg_dir="$(pg_bin_dir)"
 echo "postgres: $("$pg_dir/postgres" --version) (${pg_dir})"
 echo "redis:    $(redis-server --version)"
 echo "ferretdb: $("$FERRETDB_BIN" --version | head -1) (${FERRETDB_BIN})"
+echo "toxiproxy: $("${BIN_DIR}/toxiproxy-server" --version) (${BIN_DIR}/toxiproxy-server)"
 if [ "$with_ui" = true ]; then
   echo "prometheus: $(prometheus --version 2>&1 | head -1)"
   echo "chromium: $(chromium --version 2>&1 | head -1)"

@@ -34,15 +34,23 @@ export interface Canary {
  * @category constructors
  * @since 0.1.0
  */
-export const make = (): Canary => {
-  const secret = `CANARY-${crypto.randomUUID()}-p@ss/#`
+export const make = (): Canary => of(`CANARY-${crypto.randomUUID()}-p@ss/#`)
+
+/**
+ * A canary around a secret made earlier (e.g. the password of a database user a fixture created with `make`), with
+ * a fresh log capture.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const of = (secret: string): Canary => {
   const forms = [
     secret,
     encodeURIComponent(secret),
     Buffer.from(secret).toString("base64"),
     Buffer.from(encodeURIComponent(secret)).toString("base64"),
     // The distinctive middle alone, in case a form above was cut or re-encoded.
-    secret.slice(7, 43)
+    ...(secret.startsWith("CANARY-") ? [secret.slice(7, 43)] : [])
   ]
   const logs: Array<string> = []
   const captureLogs = Layer.mergeAll(

@@ -226,10 +226,31 @@ const fromEnv = async (kind: ServerKind, name: string, url: string, timeoutMs: n
   }
 }
 
-const localHandle = async (kind: ServerKind, readyTimeoutMs: number): Promise<ServerHandle | undefined> => {
+/**
+ * Options of `startPrivateServer` / `acquirePrivate`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PrivateOptions {
+  /** Bound on waiting for the started server to answer; 60 s by default. */
+  readonly readyTimeoutMs?: number | undefined
+  /**
+   * Acknowledged writes survive `kill`: PostgreSQL with `synchronous_commit=on`, Redis with an AOF synced on every
+   * write (`appendfsync always`); FerretDB's SQLite always is. For tests that count lost writes across crashes.
+   * Local servers only (a container is what its image makes it).
+   */
+  readonly durable?: boolean | undefined
+}
+
+const localHandle = async (
+  kind: ServerKind,
+  readyTimeoutMs: number,
+  launch: Local.LaunchOptions = {}
+): Promise<ServerHandle | undefined> => {
   const { launcher } = findLauncher(kind)
   if (launcher === undefined) return undefined
-  const record = await startLocal(launcher, { readyTimeoutMs })
+  const record = await startLocal(launcher, { readyTimeoutMs, launch })
   return makeHandle(
     {
       kind,
@@ -296,10 +317,11 @@ const fromLocalOrContainer = async (
   kind: ServerKind,
   readyTimeoutMs: number,
   tried: Array<string>,
-  withEnv: boolean
+  withEnv: boolean,
+  launch?: Local.LaunchOptions
 ): Promise<ServerHandle> => {
   const { searched } = findLauncher(kind)
-  const local = await localHandle(kind, readyTimeoutMs)
+  const local = await localHandle(kind, readyTimeoutMs, launch)
   if (local !== undefined) return local
   tried.push(`local binaries: not found (looked in ${searched.join(", ")})`)
   const docker = await dockerAvailable()
@@ -333,15 +355,13 @@ export const resolveServer = async (kind: ServerKind, options: ResolveOptions = 
  * @category constructors
  * @since 0.1.0
  */
-export const startPrivateServer = (
-  kind: ServerKind,
-  options: { readonly readyTimeoutMs?: number | undefined } = {}
-): Promise<ServerHandle> =>
+export const startPrivateServer = (kind: ServerKind, options: PrivateOptions = {}): Promise<ServerHandle> =>
   fromLocalOrContainer(
     kind,
     options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     ["private servers are started here, not taken from environment URLs"],
-    false
+    false,
+    { durable: options.durable }
   )
 
 const startFailure =
@@ -376,7 +396,7 @@ export const acquire = (
  */
 export const acquirePrivate = (
   kind: ServerKind,
-  options?: { readonly readyTimeoutMs?: number | undefined }
+  options?: PrivateOptions
 ): Effect.Effect<ServerHandle, ServerUnavailableError | ServerStartError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({ try: () => startPrivateServer(kind, options), catch: startFailure(kind) }),

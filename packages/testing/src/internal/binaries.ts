@@ -65,3 +65,9 @@ export const findRedis = (): Found<string> => findInPath("redis-server", [])
 export const ferretDbCachePath = (): string => path.join(os.homedir(), ".cache", "tenantpool", "bin", "ferretdb")
 
 export const findFerretDb = (): Found<string> => findInPath("ferretdb", [ferretDbCachePath()])
+
+/** Where `scripts/toxiproxy-install.sh` (run by `npm run services:install`) builds Toxiproxy's server. */
+export const toxiproxyCachePath = (): string =>
+  path.join(os.homedir(), ".cache", "tenantpool", "bin", "toxiproxy-server")
+
+export const findToxiproxy = (): Found<string> => findInPath("toxiproxy-server", [toxiproxyCachePath()])

@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { commandLine, isAlive, signalProcess, signalTree, waitForExitSync } from "./process.ts"
-import { readRecord, TMP_PREFIX, type LocalRecord } from "./record.ts"
+import { readRecord, TMP_PREFIX, type ProcessRecord } from "./record.ts"
 
 interface CleanupState {
   readonly owned: Set<string>
@@ -18,13 +18,13 @@ const state: CleanupState = ((globalThis as any)[Symbol.for("@tenantpool/testing
   installed: false
 })
 
-const belongsTo = (record: LocalRecord): boolean => {
+const belongsTo = (record: ProcessRecord): boolean => {
   const cmdline = commandLine(record.pid)
   return cmdline === undefined ? isAlive(record.pid) : cmdline.includes(path.basename(record.command))
 }
 
 /** Stops servers synchronously: PostgreSQL by immediate shutdown (which frees its shared memory), the rest by SIGKILL. */
-const killSync = (records: ReadonlyArray<LocalRecord>): void => {
+const killSync = (records: ReadonlyArray<ProcessRecord>): void => {
   const live = records.filter((record) => isAlive(record.pid) && belongsTo(record))
   for (const record of live) {
     signalTree(record.pid, "SIGCONT")
@@ -49,10 +49,10 @@ const removeDir = (dir: string): void => {
 const cleanupOwnedSync = (): void => {
   const dirs = [...state.owned]
   state.owned.clear()
-  const records = dirs.flatMap((dir) => readRecord(dir) ?? [])
+  const records = dirs.flatMap((dir) => readRecord<ProcessRecord>(dir) ?? [])
   killSync(records)
   for (const dir of dirs) {
-    if (readRecord(dir)?.persistent !== true) removeDir(dir)
+    if (readRecord<ProcessRecord>(dir)?.persistent !== true) removeDir(dir)
   }
 }
 
@@ -73,7 +73,7 @@ const install = (): void => {
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, onSignal)
 }
 
-/** Registers a server directory to be killed and removed if this process exits without closing it. */
+/** Registers a server (or Toxiproxy) directory to be killed and removed if this process exits without closing it. */
 export const own = (dir: string): void => {
   install()
   state.owned.add(dir)
@@ -98,7 +98,7 @@ export const reapStale = (): ReadonlyArray<string> => {
   const reaped: Array<string> = []
   for (const name of entries) {
     const dir = path.join(root, name)
-    const record = readRecord(dir)
+    const record = readRecord<ProcessRecord>(dir)
     if (record === undefined) {
       try {
         if (Date.now() - fs.statSync(dir).mtimeMs < 3_600_000) continue

@@ -12,11 +12,12 @@ import type { ServerKind } from "./kinds.ts"
 export const pgQuery = (
   url: string,
   text: string,
-  connectTimeoutMs = 5_000
+  connectTimeoutMs = 5_000,
+  params?: ReadonlyArray<unknown>
 ): Effect.Effect<ReadonlyArray<Record<string, unknown>>, SqlError> =>
   Effect.gen(function* () {
     const sql = yield* PgClient.PgClient
-    return yield* sql.unsafe<Record<string, unknown>>(text)
+    return yield* sql.unsafe<Record<string, unknown>>(text, params)
   }).pipe(
     Effect.provide(
       PgClient.layer({
@@ -34,7 +35,8 @@ export const pgErrorText = (error: SqlError): string => {
   return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message
 }
 
-export const withRedis = async <A>(url: string, timeoutMs: number, f: (client: Redis) => Promise<A>): Promise<A> => {
+/** A connected client that gives up at once when the server goes away; the caller disconnects it. */
+export const connectRedis = async (url: string, timeoutMs: number): Promise<Redis> => {
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -47,6 +49,16 @@ export const withRedis = async <A>(url: string, timeoutMs: number, f: (client: R
   client.on("error", () => {})
   try {
     await client.connect()
+  } catch (error) {
+    client.disconnect()
+    throw error
+  }
+  return client
+}
+
+export const withRedis = async <A>(url: string, timeoutMs: number, f: (client: Redis) => Promise<A>): Promise<A> => {
+  const client = await connectRedis(url, timeoutMs)
+  try {
     return await f(client)
   } finally {
     client.disconnect()

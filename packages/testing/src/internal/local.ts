@@ -38,11 +38,20 @@ interface Layout {
   readonly logFile: string
 }
 
+/** How a server is run, beyond where. */
+export interface LaunchOptions {
+  /**
+   * Acknowledged writes survive `kill` (SIGKILL): PostgreSQL commits synchronously, Redis appends every write to its
+   * AOF before answering (`appendfsync always`). Off by default: the shared servers trade durability for speed.
+   */
+  readonly durable?: boolean | undefined
+}
+
 export interface Launcher {
   readonly kind: ServerKind
   readonly binary: string
   readonly prepare: (layout: Layout) => Promise<void>
-  readonly command: (layout: Layout, port: number) => CommandSpec
+  readonly command: (layout: Layout, port: number, options: LaunchOptions) => CommandSpec
   readonly url: (port: number) => string
 }
 
@@ -99,9 +108,9 @@ const postgresLauncher = (binaries: { readonly postgres: string; readonly initdb
       ].join("\n")
     )
   },
-  command: ({ dir, dataDir }, port) => ({
+  command: ({ dir, dataDir }, port, options) => ({
     command: binaries.postgres,
-    args: ["-D", dataDir, "-p", String(port)],
+    args: ["-D", dataDir, "-p", String(port), ...(options.durable === true ? ["-c", "synchronous_commit=on"] : [])],
     cwd: dir,
     ...postgresIdentity()
   }),
@@ -122,8 +131,10 @@ const redisLauncher = (binary: string): Launcher => ({
   binary,
   prepare: async ({ dataDir }) => {
     fs.mkdirSync(dataDir, { recursive: true })
+    // ACL users live in a file (`ACL SAVE`), so users a test creates survive a restart like the data does.
+    fs.writeFileSync(path.join(dataDir, "users.acl"), "", { flag: "a" })
   },
-  command: ({ dir, dataDir }, port) => ({
+  command: ({ dir, dataDir }, port, options) => ({
     command: binary,
     args: [
       "--port",
@@ -133,13 +144,15 @@ const redisLauncher = (binary: string): Launcher => ({
       "--save",
       "",
       "--appendonly",
-      "no",
+      ...(options.durable === true ? ["yes", "--appendfsync", "always"] : ["no"]),
       "--daemonize",
       "no",
       "--dir",
       dataDir,
       "--databases",
       "64",
+      "--aclfile",
+      path.join(dataDir, "users.acl"),
       // stop() (SIGTERM) writes a snapshot so a restart keeps the data; kill() and immediate stops lose it.
       ...(redisMajor(binary) >= 7 ? ["--shutdown-on-sigterm", "save", "--shutdown-on-sigint", "nosave"] : [])
     ],
@@ -271,6 +284,7 @@ export interface StartLocalOptions {
   /** Keep the directory when the server is closed, and don't tie the server to this process. */
   readonly persistent?: boolean | undefined
   readonly readyTimeoutMs?: number | undefined
+  readonly launch?: LaunchOptions | undefined
 }
 
 /** Prepares and starts a server, waits until it answers, writes its record; non-persistent ones are owned here. */
@@ -310,7 +324,7 @@ export const startLocal = async (launcher: Launcher, options: StartLocalOptions 
     for (let attempt = 0; attempt < 3; attempt++) {
       const preferred = attempt === 0 ? options.port : undefined
       const port = preferred !== undefined && (await isPortFree(preferred)) ? preferred : await freePort()
-      const spec = launcher.command(layout, port)
+      const spec = launcher.command(layout, port, options.launch ?? {})
       const offset = logSize(layout.logFile)
       const pid = await spawnDetached(spec, layout.logFile)
       const record: LocalRecord = {

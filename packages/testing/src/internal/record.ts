@@ -6,22 +6,30 @@ import * as path from "node:path"
 import type { ServerKind } from "./kinds.ts"
 import type { CommandSpec } from "./process.ts"
 
-export interface LocalRecord extends CommandSpec {
-  readonly kind: ServerKind
-  /** The server's directory: data, log, sockets and this record. */
+/**
+ * What the last-resort cleanup needs of any process the harness starts (servers, and the Toxiproxy daemon of
+ * `Toxiproxy.ts`): its directory, command, pid and owner.
+ */
+export interface ProcessRecord extends CommandSpec {
+  readonly kind: ServerKind | "toxiproxy"
+  /** The process's directory: data, log, sockets and this record. */
   readonly dir: string
-  readonly dataDir: string
   readonly logFile: string
+  /** The process (for PostgreSQL the postmaster); it leads its own process group. 0 while starting. */
+  readonly pid: number
+  /** The process whose exit removes this one; 0 for processes nobody owns (`services:start`). */
+  readonly ownerPid: number
+  /** Kept on disk when the process is closed (`services:start` data under `.tenantpool/`). */
+  readonly persistent: boolean
+}
+
+export interface LocalRecord extends ProcessRecord {
+  readonly kind: ServerKind
+  readonly dataDir: string
   readonly host: string
   readonly port: number
   readonly url: string
   readonly version: string
-  /** The server process (for PostgreSQL the postmaster); it leads its own process group. 0 while starting. */
-  readonly pid: number
-  /** The process whose exit removes this server; 0 for servers nobody owns (`services:start`). */
-  readonly ownerPid: number
-  /** Kept on disk when the server is closed (`services:start` data under `.tenantpool/`). */
-  readonly persistent: boolean
 }
 
 /** Prefix of the throwaway server directories under `os.tmpdir()`; stale ones are reaped by it. */
@@ -29,16 +37,17 @@ export const TMP_PREFIX = "tenantpool-"
 
 export const recordPath = (dir: string): string => path.join(dir, "server.json")
 
-export const readRecord = (dir: string): LocalRecord | undefined => {
+/** A server's record by default; the cleanup reads any process's (`readRecord<ProcessRecord>`). */
+export const readRecord = <R extends ProcessRecord = LocalRecord>(dir: string): R | undefined => {
   try {
-    return JSON.parse(fs.readFileSync(recordPath(dir), "utf8")) as LocalRecord
+    return JSON.parse(fs.readFileSync(recordPath(dir), "utf8")) as R
   } catch {
     return undefined
   }
 }
 
 /** Written to a temporary file and renamed, so a concurrent reader never sees half a record. */
-export const writeRecord = (record: LocalRecord): void => {
+export const writeRecord = <R extends ProcessRecord>(record: R): void => {
   const file = recordPath(record.dir)
   const temp = `${file}.${process.pid}.tmp`
   fs.writeFileSync(temp, `${JSON.stringify(record, null, 2)}\n`)
