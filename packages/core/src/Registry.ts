@@ -13,9 +13,11 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Redacted from "effect/Redacted"
 import * as Duration from "effect/Duration"
-import { type Engine, engines, type TierName } from "./Vocabulary.ts"
-import type { InvalidConnectionString, InvalidProjectId } from "./Errors.ts"
-import { ProjectNotFound } from "./Errors.ts"
+import * as Schema from "effect/Schema"
+import { type Engine, engines, TierName, tierNames } from "./Vocabulary.ts"
+
+const isTierName = Schema.is(TierName)
+import { InvalidConfig, type InvalidConnectionString, type InvalidProjectId, ProjectNotFound } from "./Errors.ts"
 import * as ProjectId from "./ProjectId.ts"
 import * as Target from "./Target.ts"
 
@@ -77,9 +79,15 @@ export interface ProjectInput {
 export const validate = (
   input: ProjectInput,
   options?: Target.ParseOptions | undefined
-): Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString> =>
+): Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString | InvalidConfig> =>
   Effect.gen(function* () {
+    if (typeof input !== "object" || input === null) {
+      return yield* new InvalidConfig({ field: "project", reason: "must be an object with id and tier" })
+    }
     const id = yield* ProjectId.decode(input.id)
+    if (!isTierName(input.tier)) {
+      return yield* new InvalidConfig({ field: "tier", reason: `must be one of ${tierNames.join(", ")}` })
+    }
     const targets: Partial<Record<Engine, Target.Target>> = {}
     for (const engine of engines) {
       const cs = input[engine]
@@ -97,8 +105,11 @@ export const validate = (
 export class MemoryRegistry extends Context.Service<
   MemoryRegistry,
   {
-    readonly register: (input: ProjectInput) => Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString>
-    readonly put: (config: ProjectConfig) => Effect.Effect<void>
+    readonly register: (
+      input: ProjectInput
+    ) => Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString | InvalidConfig>
+    /** Stores a configuration made by `validate` (or another registry); its tier is checked again. */
+    readonly put: (config: ProjectConfig) => Effect.Effect<void, InvalidConfig>
     readonly remove: (id: ProjectId.ProjectId) => Effect.Effect<boolean>
     readonly size: Effect.Effect<number>
   }
@@ -163,13 +174,15 @@ export const makeMemory = (options?: Target.ParseOptions | undefined) =>
         }
       }
     }
-    const put = (config: ProjectConfig) =>
-      Effect.sync(() => {
-        const previous = projects.get(config.id)
-        projects.set(config.id, intern(config))
-        if (previous !== undefined) unintern(previous)
-        notify(config.id)
-      })
+    const put = (config: ProjectConfig): Effect.Effect<void, InvalidConfig> =>
+      !isTierName(config.tier)
+        ? Effect.fail(new InvalidConfig({ field: "tier", reason: `must be one of ${tierNames.join(", ")}` }))
+        : Effect.sync(() => {
+            const previous = projects.get(config.id)
+            projects.set(config.id, intern(config))
+            if (previous !== undefined) unintern(previous)
+            notify(config.id)
+          })
     const registry = ProjectRegistry.of({
       lookup: (id) => {
         const config = projects.get(id)

@@ -246,7 +246,11 @@ export const parseSync = (
   options?: ParseOptions | undefined
 ): Target => {
   try {
+    if (typeof connectionString !== "string" && !Redacted.isRedacted(connectionString)) {
+      throw new ParseError("connection string", "must be a string or a Redacted string")
+    }
     const input = typeof connectionString === "string" ? connectionString : Redacted.value(connectionString)
+    if (typeof input !== "string") throw new ParseError("connection string", "must be a string or a Redacted string")
     return parseUnsafe(engine, input, options)
   } catch (e) {
     if (e instanceof ParseError) throw new InvalidConnectionString({ engine, field: e.field, reason: e.reason })

@@ -56,6 +56,27 @@ describe("Registry", () => {
     })
   )
 
+  it.effect("register and put refuse what a hostile caller could pass past the types, and change nothing", () =>
+    Effect.gen(function* () {
+      const { memory, registry } = yield* Registry.makeMemory()
+      const gold = yield* Effect.flip(memory.register({ id: "acme", tier: "GOLD" as never }))
+      assert.deepInclude(gold, { _tag: "InvalidConfig", field: "tier" })
+      for (const input of [null, undefined, "acme", 42]) {
+        const error = yield* Effect.flip(memory.register(input as never))
+        assert.strictEqual(error._tag, "InvalidConfig")
+      }
+      for (const cs of [42, {}, null, ["redis://h"]]) {
+        const error = yield* Effect.flip(memory.register({ id: "acme", tier: "FREE", redis: cs as never }))
+        assert.deepInclude(error, { _tag: "InvalidConnectionString", field: "connection string" })
+      }
+      const valid = yield* memory.register({ id: "beta", tier: "FREE" })
+      const forged = yield* Effect.flip(memory.put({ ...valid, tier: "GOLD" as never }))
+      assert.strictEqual(forged._tag, "InvalidConfig")
+      assert.strictEqual(yield* memory.size, 1)
+      assert.strictEqual((yield* registry.lookup(id("beta"))).tier, "FREE")
+    })
+  )
+
   it.effect("projects on one server share one interned target object", () =>
     Effect.gen(function* () {
       const { registry, memory } = yield* Registry.makeMemory()

@@ -172,7 +172,7 @@ export const make = (
   options: ClientOptions
 ): Effect.Effect<
   MongoClient["Service"],
-  InvalidProjectId | InvalidConnectionString,
+  InvalidProjectId | InvalidConnectionString | InvalidConfig,
   MongoEngine | Tenancy.Tenancy | MemoryRegistry | Scope.Scope
 > =>
   Effect.gen(function* () {
@@ -251,7 +251,7 @@ export const layer = (
   options: ClientOptions
 ): Layer.Layer<
   MongoClient,
-  InvalidProjectId | InvalidConnectionString,
+  InvalidProjectId | InvalidConnectionString | InvalidConfig,
   MongoEngine | Tenancy.Tenancy | MemoryRegistry
 > => Layer.effect(MongoClient, make(projectId, options))
 

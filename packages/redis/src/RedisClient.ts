@@ -115,7 +115,7 @@ export const layer = (
   options: Options
 ): Layer.Layer<
   RedisClient,
-  InvalidProjectId | InvalidConnectionString,
+  InvalidProjectId | InvalidConnectionString | InvalidConfig,
   RedisEngine.RedisEngine | Tenancy.Tenancy | MemoryRegistry
 > =>
   Layer.effect(
