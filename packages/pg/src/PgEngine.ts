@@ -45,13 +45,15 @@ import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as Durations from "@tenantpool/core/Durations"
 import type * as EngineContract from "@tenantpool/core/Engine"
-import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpool/core/Errors"
+import { InvalidConfig, type InvalidProjectId, type ProjectNotFound } from "@tenantpool/core/Errors"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as PgError from "./PgError.ts"
 import { makeGuardedClient } from "./internal/pgClient.ts"
 import { makeOps } from "./internal/pgOperations.ts"
-import { type Binding as SessionBinding, runOn, type Sessions } from "./internal/pgSessions.ts"
+import { Gate } from "./internal/gate.ts"
+import { type Binding as SessionBinding, runStatement, type Sessions } from "./internal/pgSessions.ts"
+import { checkRole } from "./internal/roleCheck.ts"
 import { type Member, type PoolSettings, TargetPool, type TargetStats, targetTag } from "./internal/targetPool.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -65,10 +67,18 @@ import { type Member, type PoolSettings, TargetPool, type TargetStats, targetTag
  * @since 0.1.0
  */
 export interface Options {
-  /** Pipeline single statements of many fibers on each pooled connection (default true). */
+  /**
+   * Pipeline short statements of many fibers on shared connections (default true); slow statements and
+   * statements not seen yet run on a connection of their own either way. `false`: every statement does.
+   */
   readonly multiplex?: boolean | undefined
   /** Statements sharing one connection when multiplexing (default 32). */
   readonly multiplexConcurrency?: number | undefined
+  /**
+   * A statement text that took this long lately (a moving average per target) leaves the shared, pipelined
+   * connections and runs on a connection of its own (default 10 milliseconds).
+   */
+  readonly slowStatement?: Duration.Input | undefined
   /** Upper bound of any target's pool, whatever its projects' tiers ask for (default 100). */
   readonly maxConnections?: number | undefined
   /** How long a connection above the pool's minimum may stay unused (default 60 seconds). */
@@ -133,6 +143,11 @@ export interface TargetInfo {
   /** Projects bound to it. */
   readonly projects: number
   readonly stats: PgPoolStats
+  /**
+   * What is wrong with the role its connections log in as, for a tenant (superuser, `CREATEROLE`, `BYPASSRLS`,
+   * `CONNECT` granted to `PUBLIC`, …; see the README's operator model). Empty when nothing is, or before the check.
+   */
+  readonly roleWarnings: ReadonlyArray<string>
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -160,9 +175,18 @@ export class PgEngine extends Context.Service<
   }
 >()("@tenantpool/pg/PgEngine") {}
 
+/** A count option that is not a positive integer is an `InvalidConfig` naming it. */
+const positiveInt = (field: keyof Options, value: number | undefined): Effect.Effect<void, InvalidConfig> =>
+  value === undefined || (Number.isSafeInteger(value) && value > 0)
+    ? Effect.void
+    : Effect.fail(new InvalidConfig({ field: `postgres.${field}`, reason: "must be a positive integer" }))
+
 /** The pool settings the options call for; a duration that is not one is an `InvalidConfig` naming the option. */
 const settingsOf = Effect.fnUntraced(function* (options: Options | undefined) {
   const multiplex = options?.multiplex ?? true
+  yield* positiveInt("multiplexConcurrency", options?.multiplexConcurrency)
+  yield* positiveInt("maxConnections", options?.maxConnections)
+  yield* positiveInt("targetCapacity", options?.targetCapacity)
   const optional = (field: keyof Options, input: Duration.Input | undefined, allowZero = false) =>
     input === undefined ? Effect.undefined : Durations.millis(`postgres.${field}`, input, input, { allowZero })
   const settings: PoolSettings = {
@@ -197,6 +221,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const runSync = Effect.runSyncWith(yield* Effect.context<never>())
   const settings = yield* settingsOf(options)
   const resizeMillis = yield* Durations.millis("postgres.resizeInterval", options?.resizeInterval, "1 second")
+  const slowMillis = yield* Durations.millis("postgres.slowStatement", options?.slowStatement, "10 millis")
   // Background work started from synchronous code (closing a retired pool generation, stopping an abandoned
   // statement) runs in fibers of this set: they belong to the engine's scope and are interrupted when it closes,
   // after the pools (the set's finalizer is registered first, so it runs last).
@@ -210,6 +235,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const pools = new Map<string, TargetPool>()
   const sessions: Sessions = {
     multiplex,
+    slowMillis,
     recordAcquire: (project, seconds) => handle.recordAcquire(project, seconds),
     fork
   }
@@ -226,7 +252,12 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             pool = new TargetPool(target, settings, scope, runSync, fork)
             pools.set(target.key, pool)
           }
-          const member: Member = { limits: () => tiers.get(project.tierName).limits }
+          const limits = () => tiers.get(project.tierName).limits
+          const member: Member = { limits, gate: new Gate(limits().maxPool) }
+          if (!pool.roleChecked) {
+            pool.roleChecked = true
+            fork(checkRole(sessions, { project, target, pool, member }))
+          }
           pool.members.add(member)
           pool.resize()
           return { project, target, pool, member }
@@ -242,7 +273,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             return b.pool.close()
           })
       ),
-    ping: (b) => Effect.asVoid(runOn(sessions, b, (conn) => conn.query("select 1"))),
+    ping: (b) => Effect.asVoid(runStatement(sessions, b, "select 1", (conn) => conn.query("select 1"))),
     stats: (b) => b.pool.stats()
   })
 
@@ -272,7 +303,9 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
     })
   )
 
-  const ping = handle.runEffect(ops.ping, (b) => runOn(sessions, b, (conn) => conn.query("select 1")))
+  const ping = handle.runEffect(ops.ping, (b, signal) =>
+    runStatement(sessions, b, "select 1", (conn) => conn.query("select 1"), signal)
+  )
 
   return PgEngine.of({
     handle,
@@ -289,7 +322,8 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
         label: pool.target.label,
         tag: targetTag(pool.target),
         projects: pool.members.size,
-        stats: pool.stats()
+        stats: pool.stats(),
+        roleWarnings: pool.roleWarnings
       }))
     )
   })

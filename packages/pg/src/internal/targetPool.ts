@@ -20,6 +20,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import type { Target } from "@tenantpool/core/Target"
 import type { TierLimits } from "@tenantpool/core/Tier"
+import type { Gate } from "./gate.ts"
 
 /** Pool settings common to every target. */
 export interface PoolSettings {
@@ -40,7 +41,12 @@ export interface PoolSettings {
 /** What a pool needs to know about a project bound to it. */
 export interface Member {
   readonly limits: () => TierLimits
+  /** The connections the project may hold at once (its tier's `maxPool`), followed on every resize. */
+  readonly gate: Gate
 }
+
+/** Statement texts whose duration is remembered per target (the oldest is forgotten first). */
+const latencyEntries = 4_096
 
 /** A label-free, secret-free tag of a target: a short one-way hash of its identity. */
 export const targetTag = (target: Target): string => createHash("sha256").update(target.key).digest("hex").slice(0, 10)
@@ -101,9 +107,20 @@ export class TargetPool {
   readonly retired = new Set<Generation>()
   generations = 0
   inFlight = 0
+  /** Of `inFlight`, the statements running on a connection of their own. */
+  exclusive = 0
   reserved = 0
   pending = 0
   closed = false
+  /** Whether the role its connections log in as has been checked (`roleCheck.ts`, once per target). */
+  roleChecked = false
+  /** What the role check found wrong with the target's role (empty: nothing, or not checked yet). */
+  roleWarnings: ReadonlyArray<string> = []
+  /**
+   * How long each statement text took lately (milliseconds, a moving average): short ones are pipelined on shared
+   * connections, others run on a connection of their own (see `pgSessions.ts`).
+   */
+  readonly latency = new Map<string, number>()
 
   constructor(
     target: Target,
@@ -135,8 +152,18 @@ export class TargetPool {
     return { min: Math.min(min, max), max }
   }
 
+  /** Records how long a statement took (a moving average that follows a change within a few runs). */
+  observe(sql: string, millis: number): void {
+    const before = this.latency.get(sql)
+    if (before === undefined && this.latency.size >= latencyEntries) {
+      this.latency.delete(this.latency.keys().next().value!)
+    }
+    this.latency.set(sql, before === undefined ? millis : before + (millis - before) * 0.25)
+  }
+
   /** Starts a new generation on the next use when the members' tiers call for another size. */
   resize(): void {
+    for (const m of this.members) m.gate.setLimit(m.limits().maxPool)
     const gen = this.current
     if (gen === undefined || this.closed) return
     const { min, max } = this.desired()
@@ -161,9 +188,11 @@ export class TargetPool {
     let size = 0
     for (const gen of this.live()) size += gen.sockets
     const { min, max } = this.current ?? this.desired()
+    const shared = this.inFlight - this.exclusive
     const busy =
       this.reserved +
-      (this.settings.multiplex ? Math.ceil(this.inFlight / this.settings.multiplexConcurrency) : this.inFlight)
+      this.exclusive +
+      (this.settings.multiplex ? Math.ceil(shared / this.settings.multiplexConcurrency) : shared)
     return {
       size,
       available: Math.max(0, size - busy),
