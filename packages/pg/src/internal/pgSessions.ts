@@ -173,7 +173,9 @@ const exclusive = <A>(
     }
     // On a multiplexed pool `reserve` takes a connection out of circulation (waiting for the short statements
     // pipelined on it); on an exclusive pool every checkout is exclusive already.
-    const checkout = sessions.multiplex ? Effect.scoped(Effect.flatMap(gen.pool.reserve, run)) : gen.pool.use(run)
+    const checkout = sessions.multiplex
+      ? Effect.scoped(Effect.flatMap(tp.checkout.withPermit(gen.pool.reserve), run))
+      : gen.pool.use(run)
     return Effect.onExit(
       withSlot(b.member.gate, () => checkout),
       () => {
@@ -233,14 +235,17 @@ export const reserveOn = (
     return Effect.acquireRelease(Effect.void, () => settle).pipe(
       Effect.andThen(slotScoped(b.member.gate)),
       Effect.flatMap((slot) =>
-        Effect.map(gen.pool.reserve, (conn): Reserved => {
-          tp.pending--
-          tp.reserved++
-          state = 1
-          sessions.recordAcquire(b.project, (performance.now() - started) / 1000)
-          signal?.sending()
-          return { conn, slot }
-        })
+        Effect.map(
+          sessions.multiplex ? tp.checkout.withPermit(gen.pool.reserve) : gen.pool.reserve,
+          (conn): Reserved => {
+            tp.pending--
+            tp.reserved++
+            state = 1
+            sessions.recordAcquire(b.project, (performance.now() - started) / 1000)
+            signal?.sending()
+            return { conn, slot }
+          }
+        )
       ),
       Effect.onError(() => settle)
     )

@@ -18,6 +18,7 @@ import * as PgPool from "@effect/sql-pg/PgPool"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import type { Target } from "@tenantpool/core/Target"
 import type { TierLimits } from "@tenantpool/core/Tier"
 import type { Gate } from "./gate.ts"
@@ -112,6 +113,12 @@ export class TargetPool {
   reserved = 0
   pending = 0
   closed = false
+  /**
+   * Exclusive checkouts of a multiplexed pool one at a time: sql-pg's `reserve` is a shared checkout and then a
+   * pin, so two of them at once can be handed the same connection and run one after the other on it. In turn,
+   * each takes its connection out of circulation before the next looks (and the pool grows for the next).
+   */
+  readonly checkout = Semaphore.makeUnsafe(1)
   /** Whether the role its connections log in as has been checked (`roleCheck.ts`, once per target). */
   roleChecked = false
   /** What the role check found wrong with the target's role (empty: nothing, or not checked yet). */
