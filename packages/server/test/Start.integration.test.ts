@@ -92,7 +92,7 @@ describe("npm start", () => {
         const item = yield* Effect.promise(() =>
           request(`${base}/projects/acme/items`, { method: "POST", body: JSON.stringify({ name: "widget" }) })
         )
-        assert.strictEqual(item.status, 200, JSON.stringify(item.body))
+        assert.strictEqual(item.status, 201, JSON.stringify(item.body))
         yield* Effect.sleep("500 millis")
         assert.notInclude(output.join(""), "a tenant should not have", "the engine's role check found nothing wrong")
         assert.include((yield* Effect.promise(() => request(`${base}/metrics`))).body, "db_queries_total")
