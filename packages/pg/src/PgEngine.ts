@@ -10,23 +10,23 @@
  * - Single statements. The client's borrower and acquirer hand every statement a *routing* connection. Each of its
  *   methods (`execute`, `executeValues`, …) receives the compiled SQL, picks the operation from the first keyword
  *   (`select` … → idempotent, retried on infrastructure errors; writes → not, and an infrastructure failure after
- *   sending becomes `UnknownOutcome`), and runs it as one guarded operation: the guard resolves the current
- *   project's binding, admits, times, and inside the attempt the statement borrows a connection of the target's
- *   pool (multiplexed by default) for exactly that statement.
- * - Transactions. `withTransaction` is one guarded operation (non-idempotent): its attempt reserves one connection
- *   from the project's pool, runs BEGIN, the body and COMMIT on it, and releases it on every exit (commit, rollback,
- *   interruption, timeout). Statements inside find the transaction's connection through `effect/sql`'s transaction
- *   service and never reach the routing connection, so they take no second admission slot (a project with
- *   `maxConcurrent = 1` can run a transaction). A nested `withTransaction` is a savepoint, not a new operation.
- * - Streams and `sql.reserve`: the checkout of an exclusive connection is guarded; the rows then flow on that
- *   connection, held until the stream (or the scope) ends, outside the attempt timeout.
+ *   sending becomes `UnknownOutcome`), and runs it as one guarded operation with its text and parameters as the
+ *   protections' detail. Inside the attempt it runs on one of two lanes (`internal/pgSessions.ts`): pipelined on a
+ *   shared connection when its text ran short lately, else on a connection of its own, one of the project's
+ *   `maxPool` slots.
+ * - Transactions, streams and `sql.reserve` hold a *lease* (`EngineHandle.lease`): admitted like a call (the
+ *   project's slot, the target's budget, breakers, protections), held until they end, bounded by the tier deadline.
+ *   Their connection is reserved under the lease; when the deadline passes, the work stops on the server (cancel,
+ *   then the session is closed) and the holder hears the guard's verdict. Statements inside them take no second
+ *   admission slot but pass the protections one by one. A nested `withTransaction` is a savepoint.
  * - The guard's refusals reach callers as `SqlError`s carrying the refusal as `reason.cause` (see `PgError`), so the
  *   client's types stay those of `effect/sql`; `PgError.unwrapGuardErrors` surfaces them as typed errors.
  *
  * Pools: one sql-pg pool per target (same host, port, user, database and password), created by the first binding,
  * shared by every project on the target, closed when the last one goes; sized from the tiers of its projects
- * (max of their `maxPool`, capped by `maxConnections`; a project alone on its database gets its tier's min and
- * max); connections carry `application_name` `tenantpool:<tag>` (a one-way hash of the target, never a secret).
+ * (max of their `maxPool`, capped by `maxConnections`); no project holds more than its own tier's `maxPool`
+ * connections at once; connections carry `application_name` `tenantpool:<tag>` (a one-way hash of the target,
+ * never a secret). The role a target's connections log in as is checked once (`TargetInfo.roleWarnings`).
  *
  * Cancellation: an attempt that times out or is interrupted interrupts the statement; on exclusive and pinned
  * connections sql-pg sends a `CancelRequest` and retires the session unless the backend confirms; on multiplexed
