@@ -81,6 +81,12 @@ export interface Options {
   readonly slowStatement?: Duration.Input | undefined
   /** Upper bound of any target's pool, whatever its projects' tiers ask for (default 100). */
   readonly maxConnections?: number | undefined
+  /**
+   * The share of the server's connections for non-superusers (`max_connections` − `superuser_reserved_connections`)
+   * one target's pool may take (default 0.8), read when the target is first used: room stays for other targets,
+   * the operator and maintenance.
+   */
+  readonly serverShare?: number | undefined
   /** How long a connection above the pool's minimum may stay unused (default 60 seconds). */
   readonly idleTimeout?: Duration.Input | undefined
   /** Connect timeout of one connection, TLS and authentication included (default 5 seconds). */
@@ -222,6 +228,10 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const settings = yield* settingsOf(options)
   const resizeMillis = yield* Durations.millis("postgres.resizeInterval", options?.resizeInterval, "1 second")
   const slowMillis = yield* Durations.millis("postgres.slowStatement", options?.slowStatement, "10 millis")
+  const serverShare = options?.serverShare ?? 0.8
+  if (!(serverShare > 0 && serverShare <= 1)) {
+    return yield* new InvalidConfig({ field: "postgres.serverShare", reason: "must be a number in (0, 1]" })
+  }
   // Background work started from synchronous code (closing a retired pool generation, stopping an abandoned
   // statement) runs in fibers of this set: they belong to the engine's scope and are interrupted when it closes,
   // after the pools (the set's finalizer is registered first, so it runs last).
@@ -256,7 +266,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
           const member: Member = { limits, gate: new Gate(limits().maxPool) }
           if (!pool.roleChecked) {
             pool.roleChecked = true
-            fork(checkRole(sessions, { project, target, pool, member }))
+            fork(checkRole(sessions, { project, target, pool, member }, serverShare))
           }
           pool.members.add(member)
           pool.resize()

@@ -241,4 +241,35 @@ describe("PgEngine concurrency", () => {
       }).pipe(Effect.provide(Fx.layer())),
     30_000
   )
+
+  it.live("an ENTERPRISE project (maxPool 100) takes no more than its share of the server's connections", () =>
+    Effect.gen(function* () {
+      const url = yield* Fx.freshDatabase("share")
+      const id = Fx.projectId("ent")
+      yield* (yield* MemoryRegistry).register({ id, tier: "ENTERPRISE", postgres: url })
+      const sql = yield* SqlClient.SqlClient
+      const tenancy = yield* Tenancy.Tenancy
+      const engine = yield* PgEngine.PgEngine
+      const asProject = tenancy.withProject(id)
+      const obs = yield* Fx.observer(Fx.serverUrl())
+      const [limits] = yield* obs<{ n: number }>`select (current_setting('max_connections')::int
+        - current_setting('superuser_reserved_connections')::int) as n`
+      const cap = Math.floor(limits!.n * 0.1)
+      yield* sql`select 1`.pipe(asProject)
+      yield* Fx.eventually(
+        "the pool is capped at the server's share",
+        Effect.map(engine.poolStats.pipe(asProject, Effect.orDie), (s) => s.max === cap)
+      )
+      const name = (yield* engine.poolStats.pipe(asProject)).applicationName
+      const [, most] = yield* sampling(
+        Fx.sleeping(obs, name),
+        Effect.forEach(Array.from({ length: 40 }), () => sql`select pg_sleep(0.3)`, {
+          concurrency: "unbounded",
+          discard: true
+        }).pipe(asProject)
+      )
+      assert.isAtMost(most, cap, `at most ${cap} of the server's ${limits!.n} connections`)
+      assert.isAtLeast(most, cap - 1)
+    }).pipe(Effect.provide(Fx.layer({ engine: { serverShare: 0.1 } })))
+  )
 })

@@ -1,5 +1,8 @@
 /**
- * The role check: once per target, the engine asks the server what the role its connections log in as may do, and
+ * The role check: once per target, it also reads the server's connection limit, so that the target's pool never
+ * asks for more than its share of it (`serverShare`).
+ *
+ * Once per target, the engine asks the server what the role its connections log in as may do, and
  * warns (a log line, and `PgEngine.targets`) when it is more than a tenant's role should be — superuser,
  * `CREATEROLE`, `BYPASSRLS`, `REPLICATION`, `CREATEDB`, membership of a predefined role that reaches outside the
  * database (files, programs, other sessions' backends, every table), or a database anyone may connect to.
@@ -14,7 +17,9 @@ import * as Effect from "effect/Effect"
 import { runStatement, type Binding, type Sessions } from "./pgSessions.ts"
 
 // One statement, read-only, on the catalog: what the current role is and may do.
-const query = `select r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, r.rolcreatedb,
+const query = `select current_setting('max_connections')::int as max_connections,
+  current_setting('superuser_reserved_connections')::int as superuser_reserved,
+  r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, r.rolcreatedb,
   has_database_privilege('public', current_database(), 'CONNECT') as public_connect,
   array(select p.rolname::text from pg_roles p
         where p.rolname in ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files',
@@ -24,6 +29,8 @@ const query = `select r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplicat
   from pg_roles r where r.rolname = current_user`
 
 interface RoleRow {
+  readonly max_connections: number
+  readonly superuser_reserved: number
   readonly rolsuper: boolean
   readonly rolcreaterole: boolean
   readonly rolbypassrls: boolean
@@ -50,12 +57,20 @@ export const findings = (row: RoleRow): ReadonlyArray<string> => {
   return out
 }
 
-/** Checks the role of a new target's connections and logs a warning once when it is too strong. */
-export const checkRole = (sessions: Sessions, b: Binding): Effect.Effect<void> =>
+/**
+ * Checks the role of a new target's connections and logs a warning once when it is too strong; caps the target's
+ * pool at `serverShare` of the server's connections for non-superusers.
+ */
+export const checkRole = (sessions: Sessions, b: Binding, serverShare: number): Effect.Effect<void> =>
   runStatement(sessions, b, query, (conn) => conn.query(query, [], false)).pipe(
     Effect.flatMap((result) => {
       const row = result.rows[0] as unknown as RoleRow | undefined
       if (row === undefined) return Effect.void
+      const cap = Math.max(1, Math.floor((row.max_connections - row.superuser_reserved) * serverShare))
+      if (Number.isFinite(cap)) {
+        b.pool.serverCap = cap
+        b.pool.resize()
+      }
       const found = findings(row)
       b.pool.roleWarnings = found
       if (found.length === 0) return Effect.void

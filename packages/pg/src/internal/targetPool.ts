@@ -121,6 +121,12 @@ export class TargetPool {
   readonly checkout = Semaphore.makeUnsafe(1)
   /** Whether the role its connections log in as has been checked (`roleCheck.ts`, once per target). */
   roleChecked = false
+  /**
+   * The most connections this target may open on its server: `serverShare` of the connections the server gives
+   * non-superusers (`max_connections` − `superuser_reserved_connections`), read by the role check; unbounded until
+   * then. So one project of a large tier cannot take every connection of the server.
+   */
+  serverCap = Number.POSITIVE_INFINITY
   /** What the role check found wrong with the target's role (empty: nothing, or not checked yet). */
   roleWarnings: ReadonlyArray<string> = []
   /**
@@ -155,7 +161,7 @@ export class TargetPool {
       if (limits.minPool > min) min = limits.minPool
       if (limits.maxPool > max) max = limits.maxPool
     }
-    max = Math.min(max, this.settings.maxConnections)
+    max = Math.min(max, this.settings.maxConnections, this.serverCap)
     return { min: Math.min(min, max), max }
   }
 
