@@ -121,8 +121,10 @@ const pipelined = <A>(
     const settled = Effect.onExit(once, (exit) => {
       if (conn === undefined) tp.pending--
       else {
+        const now = performance.now()
         tp.inFlight--
-        tp.observe(sql, performance.now() - sentAt)
+        tp.observe(sql, now - sentAt)
+        if (exit._tag === "Success") gen.okAt = now
       }
       tp.release(gen)
       // An interrupted statement on a multiplexed connection is only marked abandoned by sql-pg: stop it.
@@ -178,12 +180,14 @@ const exclusive = <A>(
       : gen.pool.use(run)
     return Effect.onExit(
       withSlot(b.member.gate, () => checkout),
-      () => {
+      (exit) => {
         if (!running) tp.pending--
         else {
+          const now = performance.now()
           tp.inFlight--
           tp.exclusive--
-          tp.observe(sql, performance.now() - sentAt)
+          tp.observe(sql, now - sentAt)
+          if (exit._tag === "Success") gen.okAt = now
         }
         tp.release(gen)
         return Effect.void

@@ -61,6 +61,10 @@ export class Generation {
   /** Set right after construction: the pool's socket factory needs the generation to count into. */
   pool: PgPool.PgPool = undefined as unknown as PgPool.PgPool
   sockets = 0
+  /** The pool has had its minimum open, since when it is below it again, and its last success (performance.now()). */
+  filled = false
+  droppedAt = 0
+  okAt = 0
   users = 0
   retired = false
   closed = false
@@ -180,7 +184,11 @@ export class TargetPool {
     const gen = this.current
     if (gen === undefined || this.closed) return
     const { min, max } = this.desired()
-    if (gen.min === min && gen.max === max) return
+    // Connections lost (a server restart) and the server answering again: sql-pg's pool keeps the failed slots as
+    // its size and replaces them one borrower at a time, so it would stay at the concurrency of its traffic (a
+    // minimum of 10 measured at 1). A new generation opens its minimum at once; the old one drains.
+    const refill = gen.droppedAt > 0 && gen.okAt > gen.droppedAt && gen.sockets < gen.min
+    if (gen.min === min && gen.max === max && !refill) return
     this.current = undefined
     this.retire(gen)
   }
@@ -269,7 +277,11 @@ export class TargetPool {
             ...(keepAlive !== undefined ? { keepAlive: true, keepAliveInitialDelay: keepAlive } : {})
           })
           gen.sockets++
-          socket.once("close", () => gen.sockets--)
+          if (gen.sockets >= gen.min) gen.filled = true
+          socket.once("close", () => {
+            gen.sockets--
+            if (gen.filled && gen.sockets < gen.min && gen.droppedAt === 0) gen.droppedAt = performance.now()
+          })
           return socket
         }
       }).pipe(Scope.provide(scope))
