@@ -269,6 +269,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             fork(checkRole(sessions, { project, target, pool, member }, serverShare))
           }
           pool.members.add(member)
+          if (pool.members.size === 2) pool.renew()
           pool.resize()
           return { project, target, pool, member }
         }),

@@ -226,3 +226,42 @@ describe("tenant isolation (adversary suite)", () => {
     }).pipe(Effect.provide(Fx.layer()))
   )
 })
+
+describe("session state on shared connections (issue #14), without the protections", () => {
+  it.live("one project's SET statement_timeout = 1 is refused on a shared target and never reaches the other's", () =>
+    Effect.gen(function* () {
+      const registry = yield* MemoryRegistry
+      const tenancy = yield* Tenancy.Tenancy
+      const sql = yield* SqlClient.SqlClient
+      const url = yield* Fx.freshDatabase("session")
+      const a = Fx.projectId("a")
+      const b = Fx.projectId("b")
+      yield* registry.register({ id: a, tier: "PRO", postgres: url })
+      yield* registry.register({ id: b, tier: "PRO", postgres: url })
+      const asA = tenancy.withProject(a)
+      const asB = tenancy.withProject(b)
+      yield* sql`select 1`.pipe(asB)
+      for (const text of ["set statement_timeout = 1", "SET search_path = pg_temp", "prepare p as select 1"]) {
+        const refused = Fx.asSqlError(yield* sql.unsafe(text).pipe(asA, Effect.flip))
+        assert.strictEqual(refused.reason._tag, "AuthorizationError", text)
+        assert.include(refused.message, "other projects share")
+        const inTx = yield* sql.withTransaction(sql.unsafe(text)).pipe(asA, Effect.flip)
+        assert.include(Fx.asSqlError(inTx).message, "other projects share", `${text} in a transaction`)
+      }
+      // What stays inside a transaction passes.
+      yield* sql.withTransaction(Effect.andThen(sql`set local statement_timeout = 1000`, sql`select 1`)).pipe(asA)
+      const results = yield* Effect.forEach(
+        Array.from({ length: 40 }),
+        () => Effect.result(sql`select pg_sleep(0.01)`),
+        {
+          concurrency: 10
+        }
+      ).pipe(asB)
+      assert.strictEqual(results.filter((r) => r._tag === "Failure").length, 0)
+      const views = yield* Effect.forEach(Array.from({ length: 20 }), () => sessionView(sql), { concurrency: 5 }).pipe(
+        asB
+      )
+      for (const view of views) assert.strictEqual(view[0]!.statement_timeout, "0")
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+})

@@ -17,7 +17,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { Connection } from "effect/sql/SqlConnection"
-import { SqlError, SqlSyntaxError, UnknownError } from "effect/sql/SqlError"
+import { AuthorizationError, SqlError, SqlSyntaxError, UnknownError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type * as EngineContract from "@tenantpool/core/Engine"
@@ -26,7 +26,7 @@ import * as Protections from "@tenantpool/core/Protections"
 import * as PgError from "../PgError.ts"
 import type { Slot } from "./gate.ts"
 import { type Around, makeConnection, terminate } from "./pgConnection.ts"
-import { type Ops, opFor } from "./pgOperations.ts"
+import { leavesSessionState, type Ops, opFor } from "./pgOperations.ts"
 import { belongsTo, type Binding, connectionError, reserveOn, runStatement, type Sessions } from "./pgSessions.ts"
 
 /** What the client is built from: the guard, the operations, the statement runners and the name transforms. */
@@ -110,6 +110,14 @@ const isControl = (sql: string, params: ReadonlyArray<unknown>): boolean =>
     sql === "ROLLBACK" ||
     /^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) effect_sql_\d+$/.test(sql))
 
+const sharedSessionMessage =
+  "PgEngine: a statement that leaves state on its session (SET without LOCAL, PREPARE, DEALLOCATE, DISCARD, " +
+  "LISTEN, LOAD) is refused on a connection other projects share; use SET LOCAL inside withTransaction, or " +
+  "the engine's startupParameters"
+const sharedSessionError = new SqlError({
+  reason: new AuthorizationError({ cause: new Error(sharedSessionMessage), message: sharedSessionMessage })
+})
+
 /** Builds the guarded client. */
 export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOptions) {
   const { handle, ops, sessions } = options
@@ -126,11 +134,20 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
     const bad = badStatement(sql, params)
     if (bad !== undefined) return Effect.fail(bad)
     const op = opFor(ops, sql)
+    const checkSession = op === ops.other && leavesSessionState(sql)
     return Effect.mapError(
-      handle.runEffect(op, (b, signal) => runStatement(sessions, b, sql, exec, signal), undefined, {
-        statement: sql,
-        params
-      }),
+      handle.runEffect(
+        op,
+        (b, signal) =>
+          checkSession && b.pool.members.size > 1
+            ? Effect.fail(sharedSessionError)
+            : runStatement(sessions, b, sql, exec, signal),
+        undefined,
+        {
+          statement: sql,
+          params
+        }
+      ),
       refusal(op.name)
     )
   }
@@ -178,10 +195,14 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
       const owned = belongsTo(project)
       if (isControl(sql, params)) return owned
       const op = opFor(ops, sql).name
-      return Effect.andThen(
+      const checked = Effect.andThen(
         owned,
         Effect.mapError(Protections.check("postgres", op, { statement: sql, params }), refusal(op))
       )
+      // A session setting made in a transaction outlives its COMMIT on the connection.
+      return held.lease!.binding.pool.members.size > 1 && leavesSessionState(sql)
+        ? Effect.andThen(checked, Effect.fail(sharedSessionError))
+        : checked
     }
     const after = <A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
       Effect.catch(effect, (error) => (held.expired ? verdict(held, opFor(ops, sql).name) : Effect.fail(error)))

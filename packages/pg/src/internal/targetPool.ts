@@ -178,6 +178,17 @@ export class TargetPool {
     this.latency.set(sql, before === undefined ? millis : before + (millis - before) * 0.25)
   }
 
+  /**
+   * Starts a new generation on the next use, whatever the size: when a second project joins a target, the sessions
+   * the first one used alone (and may have left settings on) are not handed to it.
+   */
+  renew(): void {
+    const gen = this.current
+    if (gen === undefined || this.closed) return
+    this.current = undefined
+    this.retire(gen)
+  }
+
   /** Starts a new generation on the next use when the members' tiers call for another size. */
   resize(): void {
     for (const m of this.members) m.gate.setLimit(m.limits().maxPool)
