@@ -10,23 +10,23 @@
  * - Single statements. The client's borrower and acquirer hand every statement a *routing* connection. Each of its
  *   methods (`execute`, `executeValues`, …) receives the compiled SQL, picks the operation from the first keyword
  *   (`select` … → idempotent, retried on infrastructure errors; writes → not, and an infrastructure failure after
- *   sending becomes `UnknownOutcome`), and runs it as one guarded operation: the guard resolves the current
- *   project's binding, admits, times, and inside the attempt the statement borrows a connection of the target's
- *   pool (multiplexed by default) for exactly that statement.
- * - Transactions. `withTransaction` is one guarded operation (non-idempotent): its attempt reserves one connection
- *   from the project's pool, runs BEGIN, the body and COMMIT on it, and releases it on every exit (commit, rollback,
- *   interruption, timeout). Statements inside find the transaction's connection through `effect/sql`'s transaction
- *   service and never reach the routing connection, so they take no second admission slot (a project with
- *   `maxConcurrent = 1` can run a transaction). A nested `withTransaction` is a savepoint, not a new operation.
- * - Streams and `sql.reserve`: the checkout of an exclusive connection is guarded; the rows then flow on that
- *   connection, held until the stream (or the scope) ends, outside the attempt timeout.
+ *   sending becomes `UnknownOutcome`), and runs it as one guarded operation with its text and parameters as the
+ *   protections' detail. Inside the attempt it runs on one of two lanes (`internal/pgSessions.ts`): pipelined on a
+ *   shared connection when its text ran short lately, else on a connection of its own, one of the project's
+ *   `maxPool` slots.
+ * - Transactions, streams and `sql.reserve` hold a *lease* (`EngineHandle.lease`): admitted like a call (the
+ *   project's slot, the target's budget, breakers, protections), held until they end, bounded by the tier deadline.
+ *   Their connection is reserved under the lease; when the deadline passes, the work stops on the server (cancel,
+ *   then the session is closed) and the holder hears the guard's verdict. Statements inside them take no second
+ *   admission slot but pass the protections one by one. A nested `withTransaction` is a savepoint.
  * - The guard's refusals reach callers as `SqlError`s carrying the refusal as `reason.cause` (see `PgError`), so the
  *   client's types stay those of `effect/sql`; `PgError.unwrapGuardErrors` surfaces them as typed errors.
  *
  * Pools: one sql-pg pool per target (same host, port, user, database and password), created by the first binding,
  * shared by every project on the target, closed when the last one goes; sized from the tiers of its projects
- * (max of their `maxPool`, capped by `maxConnections`; a project alone on its database gets its tier's min and
- * max); connections carry `application_name` `tenantpool:<tag>` (a one-way hash of the target, never a secret).
+ * (max of their `maxPool`, capped by `maxConnections`); no project holds more than its own tier's `maxPool`
+ * connections at once; connections carry `application_name` `tenantpool:<tag>` (a one-way hash of the target,
+ * never a secret). The role a target's connections log in as is checked once (`TargetInfo.roleWarnings`).
  *
  * Cancellation: an attempt that times out or is interrupted interrupts the statement; on exclusive and pinned
  * connections sql-pg sends a `CancelRequest` and retires the session unless the backend confirms; on multiplexed
@@ -45,13 +45,15 @@ import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as Durations from "@tenantpool/core/Durations"
 import type * as EngineContract from "@tenantpool/core/Engine"
-import type { InvalidConfig, InvalidProjectId, ProjectNotFound } from "@tenantpool/core/Errors"
+import { InvalidConfig, type InvalidProjectId, type ProjectNotFound } from "@tenantpool/core/Errors"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as PgError from "./PgError.ts"
 import { makeGuardedClient } from "./internal/pgClient.ts"
 import { makeOps } from "./internal/pgOperations.ts"
-import { type Binding as SessionBinding, runOn, type Sessions } from "./internal/pgSessions.ts"
+import { Gate } from "./internal/gate.ts"
+import { type Binding as SessionBinding, runStatement, type Sessions } from "./internal/pgSessions.ts"
+import { checkRole } from "./internal/roleCheck.ts"
 import { type Member, type PoolSettings, TargetPool, type TargetStats, targetTag } from "./internal/targetPool.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -65,12 +67,26 @@ import { type Member, type PoolSettings, TargetPool, type TargetStats, targetTag
  * @since 0.1.0
  */
 export interface Options {
-  /** Pipeline single statements of many fibers on each pooled connection (default true). */
+  /**
+   * Pipeline short statements of many fibers on shared connections (default true); slow statements and
+   * statements not seen yet run on a connection of their own either way. `false`: every statement does.
+   */
   readonly multiplex?: boolean | undefined
   /** Statements sharing one connection when multiplexing (default 32). */
   readonly multiplexConcurrency?: number | undefined
+  /**
+   * A statement text that took this long lately (a moving average per target) leaves the shared, pipelined
+   * connections and runs on a connection of its own (default 10 milliseconds).
+   */
+  readonly slowStatement?: Duration.Input | undefined
   /** Upper bound of any target's pool, whatever its projects' tiers ask for (default 100). */
   readonly maxConnections?: number | undefined
+  /**
+   * The share of the server's connections for non-superusers (`max_connections` − `superuser_reserved_connections`)
+   * one target's pool may take (default 0.8), read when the target is first used: room stays for other targets,
+   * the operator and maintenance.
+   */
+  readonly serverShare?: number | undefined
   /** How long a connection above the pool's minimum may stay unused (default 60 seconds). */
   readonly idleTimeout?: Duration.Input | undefined
   /** Connect timeout of one connection, TLS and authentication included (default 5 seconds). */
@@ -133,6 +149,11 @@ export interface TargetInfo {
   /** Projects bound to it. */
   readonly projects: number
   readonly stats: PgPoolStats
+  /**
+   * What is wrong with the role its connections log in as, for a tenant (superuser, `CREATEROLE`, `BYPASSRLS`,
+   * `CONNECT` granted to `PUBLIC`, …; see the README's operator model). Empty when nothing is, or before the check.
+   */
+  readonly roleWarnings: ReadonlyArray<string>
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -160,9 +181,18 @@ export class PgEngine extends Context.Service<
   }
 >()("@tenantpool/pg/PgEngine") {}
 
+/** A count option that is not a positive integer is an `InvalidConfig` naming it. */
+const positiveInt = (field: keyof Options, value: number | undefined): Effect.Effect<void, InvalidConfig> =>
+  value === undefined || (Number.isSafeInteger(value) && value > 0)
+    ? Effect.void
+    : Effect.fail(new InvalidConfig({ field: `postgres.${field}`, reason: "must be a positive integer" }))
+
 /** The pool settings the options call for; a duration that is not one is an `InvalidConfig` naming the option. */
 const settingsOf = Effect.fnUntraced(function* (options: Options | undefined) {
   const multiplex = options?.multiplex ?? true
+  yield* positiveInt("multiplexConcurrency", options?.multiplexConcurrency)
+  yield* positiveInt("maxConnections", options?.maxConnections)
+  yield* positiveInt("targetCapacity", options?.targetCapacity)
   const optional = (field: keyof Options, input: Duration.Input | undefined, allowZero = false) =>
     input === undefined ? Effect.undefined : Durations.millis(`postgres.${field}`, input, input, { allowZero })
   const settings: PoolSettings = {
@@ -197,6 +227,11 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const runSync = Effect.runSyncWith(yield* Effect.context<never>())
   const settings = yield* settingsOf(options)
   const resizeMillis = yield* Durations.millis("postgres.resizeInterval", options?.resizeInterval, "1 second")
+  const slowMillis = yield* Durations.millis("postgres.slowStatement", options?.slowStatement, "10 millis")
+  const serverShare = options?.serverShare ?? 0.8
+  if (!(serverShare > 0 && serverShare <= 1)) {
+    return yield* new InvalidConfig({ field: "postgres.serverShare", reason: "must be a number in (0, 1]" })
+  }
   // Background work started from synchronous code (closing a retired pool generation, stopping an abandoned
   // statement) runs in fibers of this set: they belong to the engine's scope and are interrupted when it closes,
   // after the pools (the set's finalizer is registered first, so it runs last).
@@ -210,6 +245,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const pools = new Map<string, TargetPool>()
   const sessions: Sessions = {
     multiplex,
+    slowMillis,
     recordAcquire: (project, seconds) => handle.recordAcquire(project, seconds),
     fork
   }
@@ -226,8 +262,14 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             pool = new TargetPool(target, settings, scope, runSync, fork)
             pools.set(target.key, pool)
           }
-          const member: Member = { limits: () => tiers.get(project.tierName).limits }
+          const limits = () => tiers.get(project.tierName).limits
+          const member: Member = { limits, gate: new Gate(limits().maxPool) }
+          if (!pool.roleChecked) {
+            pool.roleChecked = true
+            fork(checkRole(sessions, { project, target, pool, member }, serverShare))
+          }
           pool.members.add(member)
+          if (pool.members.size === 2) pool.renew()
           pool.resize()
           return { project, target, pool, member }
         }),
@@ -242,7 +284,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
             return b.pool.close()
           })
       ),
-    ping: (b) => Effect.asVoid(runOn(sessions, b, (conn) => conn.query("select 1"))),
+    ping: (b) => Effect.asVoid(runStatement(sessions, b, "select 1", (conn) => conn.query("select 1"))),
     stats: (b) => b.pool.stats()
   })
 
@@ -272,7 +314,9 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
     })
   )
 
-  const ping = handle.runEffect(ops.ping, (b) => runOn(sessions, b, (conn) => conn.query("select 1")))
+  const ping = handle.runEffect(ops.ping, (b, signal) =>
+    runStatement(sessions, b, "select 1", (conn) => conn.query("select 1"), signal)
+  )
 
   return PgEngine.of({
     handle,
@@ -289,7 +333,8 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
         label: pool.target.label,
         tag: targetTag(pool.target),
         projects: pool.members.size,
-        stats: pool.stats()
+        stats: pool.stats(),
+        roleWarnings: pool.roleWarnings
       }))
     )
   })

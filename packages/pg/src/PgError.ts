@@ -7,12 +7,12 @@
  *
  * | SQLSTATE / reason | `errorType` | counts |
  * |---|---|---|
- * | 08xxx, socket errors, closed connections | `connection` | yes |
+ * | 08xxx, socket errors, closed connections | `connection` | yes (08P01, a protocol violation one statement provokes: the project's only) |
  * | 28xxx (authentication) | `auth` | yes |
  * | 53300 too many connections | `too_many_connections` | yes |
  * | 53xxx other insufficient resources | `resources` | yes |
  * | 57P01–57P03 admin/crash shutdown, cannot connect now | `shutdown` | yes |
- * | 57014 query canceled (our cancel or a statement timeout) | `canceled` | yes |
+ * | 57014 query canceled (a statement timeout, a cancel) | `canceled` | the project's only |
  * | 58xxx system errors, XX000–XX002 internal errors | `system` | yes |
  * | 42501 insufficient privilege | `permission` | no |
  * | 42xxx syntax and names | `syntax` | no |
@@ -84,7 +84,9 @@ const sqlStatePattern = /^[0-9A-Z]{5}$/
 
 /**
  * The SQLSTATE the server reported, or `undefined` for client-side failures (socket errors, timeouts of the
- * connect handshake, encoding errors).
+ * connect handshake, encoding errors). Decided by where the error came from, not by the shape of its code: a
+ * server's `ErrorResponse` always carries a severity, a Node socket error (`EPIPE`, `ECONNRESET`, … five letters
+ * too) carries a `syscall` and none.
  *
  * @category accessors
  * @since 0.1.0
@@ -92,9 +94,18 @@ const sqlStatePattern = /^[0-9A-Z]{5}$/
 export const sqlState = (error: SqlError): string | undefined => {
   const cause = error.reason.cause
   if (typeof cause !== "object" || cause === null) return undefined
-  const code = (cause as { readonly code?: unknown }).code
+  const fields = cause as { readonly code?: unknown; readonly severity?: unknown; readonly syscall?: unknown }
+  if (typeof fields.severity !== "string" || fields.syscall !== undefined) return undefined
+  const code = fields.code
   return typeof code === "string" && sqlStatePattern.test(code) ? code : undefined
 }
+
+/**
+ * SQLSTATEs one statement provokes by what it sends rather than by the server's health: a protocol violation
+ * (08P01: malformed input), and a statement the server canceled for its own timeout (57014: `statement_timeout`,
+ * or a cancel). They count toward the project's breaker, never the target's, which every project shares.
+ */
+const provoked: ReadonlySet<string> = new Set(["08P01", "57014"])
 
 /**
  * The error type of a SQLSTATE.
@@ -176,7 +187,13 @@ export const classify = (error: unknown): Classification => {
   // The server answered: the statement was rejected or rolled back. Without an answer, a broken connection may
   // have carried the statement; a failed connect carried nothing.
   const sent = code === undefined && type === "connection" && error.reason.operation !== "connect"
-  return { infrastructure: infrastructureTypes.has(type), errorType: type, sent }
+  const infrastructure = infrastructureTypes.has(type)
+  return {
+    infrastructure,
+    shared: infrastructure && !(code !== undefined && provoked.has(code)),
+    errorType: type,
+    sent
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import { CircuitOpen } from "@tenantpool/core/Errors"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as Servers from "@tenantpool/testing/Servers"
+import * as PgEngine from "../src/PgEngine.ts"
 import * as PgError from "../src/PgError.ts"
 import * as Fx from "./fixtures/Engine.ts"
 
@@ -96,5 +97,38 @@ describe("PgEngine breakers", () => {
         Fx.layer({ tenancy: { breakers: { postgres: { resetTimeout: "1 second", attemptTimeout: "500 millis" } } } })
       )
     )
+  )
+
+  it.live("after a restart the pool is refilled to its tier's minimum (10 for PRO), not left at its traffic's 1", () =>
+    Effect.gen(function* () {
+      const server = yield* Servers.acquirePrivate("postgres")
+      const id = Fx.projectId("refill")
+      yield* (yield* MemoryRegistry).register({ id, tier: "PRO", postgres: server.url })
+      const sql = yield* SqlClient.SqlClient
+      const tenancy = yield* Tenancy.Tenancy
+      const engine = yield* PgEngine.PgEngine
+      const asProject = tenancy.withProject(id)
+      yield* sql`select 1`.pipe(asProject)
+      const name = (yield* engine.poolStats.pipe(asProject)).applicationName
+      const sessions = Effect.scoped(
+        Effect.flatMap(Fx.observer(server.url), (obs) => Effect.map(Fx.connections(obs, name), (rows) => rows.length))
+      ).pipe(Effect.orDie)
+      yield* Fx.eventually(
+        "the minimum is open",
+        Effect.map(sessions, (n) => n >= 10)
+      )
+
+      yield* Effect.promise(() => server.stop({ mode: "fast" }))
+      yield* Effect.promise(() => server.start())
+      // One statement at a time, as a quiet project sends them.
+      yield* Fx.eventually(
+        "the minimum is open again",
+        Effect.andThen(
+          Effect.ignore(sql`select 1`.pipe(asProject)),
+          Effect.map(sessions, (n) => n >= 10)
+        ),
+        "10 seconds"
+      )
+    }).pipe(Effect.provide(Fx.layer({ tenancy: { breakers: { postgres: { resetTimeout: "1 second" } } } })))
   )
 })

@@ -13,14 +13,19 @@ const build = (options: PgEngine.Options) =>
   Layer.build(PgEngine.layer(options).pipe(Layer.provide(Tenancy.layerMemory({ healthCheckInterval: 0 }))))
 
 describe("PgEngine options", () => {
-  it.effect("a duration option that is not one fails the layer with InvalidConfig naming the option", () =>
+  it.effect("a duration, count or share option that is not one fails the layer with InvalidConfig naming it", () =>
     Effect.gen(function* () {
       const cases: ReadonlyArray<readonly [string, PgEngine.Options]> = [
         ["postgres.idleTimeout", { idleTimeout: -1 }],
         ["postgres.connectTimeout", { connectTimeout: Number.NaN }],
         ["postgres.connectionTTL", { connectionTTL: "soon" as Duration.Input }],
         ["postgres.keepAlive", { keepAlive: -5 }],
-        ["postgres.resizeInterval", { resizeInterval: "0 millis" }]
+        ["postgres.resizeInterval", { resizeInterval: "0 millis" }],
+        ["postgres.slowStatement", { slowStatement: "slow" as Duration.Input }],
+        ["postgres.multiplexConcurrency", { multiplexConcurrency: 0 }],
+        ["postgres.maxConnections", { maxConnections: 1.5 }],
+        ["postgres.targetCapacity", { targetCapacity: Number.NaN }],
+        ["postgres.serverShare", { serverShare: 2 }]
       ]
       for (const [field, options] of cases) {
         const error = yield* Effect.flip(build(options))

@@ -19,7 +19,7 @@ import * as PgError from "../src/PgError.ts"
 const server = (code: string, make: (props: any) => SqlError["reason"] = (p) => new UnknownError(p)) =>
   new SqlError({
     reason: make({
-      cause: Object.assign(new Error(`server said ${code}`), { code }),
+      cause: Object.assign(new Error(`server said ${code}`), { code, severity: "ERROR", severityUnlocalized: "ERROR" }),
       message: "PgConnection: Query failed",
       operation: "query"
     })
@@ -65,7 +65,12 @@ describe("PgError", () => {
     const broken = client(
       new ConnectionError({ cause: new Error("socket hang up"), message: "Socket error", operation: "query" })
     )
-    assert.deepStrictEqual(PgError.classify(broken), { infrastructure: true, errorType: "connection", sent: true })
+    assert.deepStrictEqual(PgError.classify(broken), {
+      infrastructure: true,
+      shared: true,
+      errorType: "connection",
+      sent: true
+    })
     const refused = client(
       new ConnectionError({
         cause: Object.assign(new Error("refused"), { code: "ECONNREFUSED" }),
@@ -73,8 +78,50 @@ describe("PgError", () => {
         operation: "connect"
       })
     )
-    assert.deepStrictEqual(PgError.classify(refused), { infrastructure: true, errorType: "connection", sent: false })
+    assert.deepStrictEqual(PgError.classify(refused), {
+      infrastructure: true,
+      shared: true,
+      errorType: "connection",
+      sent: false
+    })
     assert.isUndefined(PgError.sqlState(refused), "a Node error code is not a SQLSTATE")
+  })
+
+  it("a socket error code shaped like a SQLSTATE (EPIPE) is a broken connection, never a server answer", () => {
+    for (const code of ["EPIPE", "ECONNRESET", "ETIMEDOUT"]) {
+      const socket = client(
+        new UnknownError({
+          cause: Object.assign(new Error(`write ${code}`), { code, errno: -32, syscall: "write" }),
+          message: "PgConnection: Failed to write query batch",
+          operation: "query"
+        })
+      )
+      assert.isUndefined(PgError.sqlState(socket), code)
+      const asConnection = client(
+        new ConnectionError({
+          cause: Object.assign(new Error(`write ${code}`), { code, errno: -32, syscall: "write" }),
+          message: "PgConnection: socket error",
+          operation: "query"
+        })
+      )
+      assert.isUndefined(PgError.sqlState(asConnection), code)
+      assert.deepStrictEqual(PgError.classify(asConnection), {
+        infrastructure: true,
+        shared: true,
+        errorType: "connection",
+        sent: true
+      })
+    }
+  })
+
+  it("an error one statement provokes (08P01 protocol violation, 57014 statement timeout) is not the target's", () => {
+    for (const code of ["08P01", "57014"]) {
+      const c = PgError.classify(server(code))
+      assert.isTrue(c.infrastructure, `${code} counts toward the project's breaker`)
+      assert.isFalse(c.shared, `${code} never counts toward the target's breaker`)
+    }
+    assert.isTrue(PgError.classify(server("08006")).shared, "a connection failure of the server's is")
+    assert.isTrue(PgError.classify(server("57P01")).shared)
   })
 
   it("reasons without a SQLSTATE fall back to the reason, and non-SQL failures are the application's", () => {
@@ -84,7 +131,7 @@ describe("PgError", () => {
       "unique_violation"
     )
     const encode = PgError.classify(client(new UnknownError({ cause: new Error("cannot encode"), operation: "query" })))
-    assert.deepStrictEqual(encode, { infrastructure: false, errorType: "client", sent: false })
+    assert.deepStrictEqual(encode, { infrastructure: false, shared: false, errorType: "client", sent: false })
     assert.deepStrictEqual(PgError.classify("a domain error"), {
       infrastructure: false,
       errorType: "application",

@@ -130,7 +130,7 @@ describe("PgEngine transactions", () => {
   )
 
   it.live(
-    "a transaction over its attempt timeout fails as an unknown outcome, is rolled back and stops on the server",
+    "a transaction past its tier deadline fails as an unknown outcome, is rolled back and stops on the server",
     () =>
       Effect.gen(function* () {
         const { id, sql, tenancy, ids } = yield* setup("tx_timeout")
@@ -154,7 +154,7 @@ describe("PgEngine transactions", () => {
         )
         assert.deepStrictEqual(yield* ids, [])
         yield* settled(id)
-      }).pipe(Effect.provide(Fx.layer({ tenancy: { breakers: { postgres: { attemptTimeout: "500 millis" } } } })))
+      }).pipe(Effect.provide(Fx.layer({ tenancy: { tiers: { PRO: { timeout: "500 millis" } } } })))
   )
 
   it.live("a statement of another project is refused on a transaction's connection", () =>

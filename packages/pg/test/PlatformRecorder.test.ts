@@ -37,7 +37,7 @@ const fakeWriter = (fail: (kind: string, call: number) => SqlError | "hang" | un
 const serverError = (code: string) =>
   new SqlError({
     reason: new UnknownError({
-      cause: Object.assign(new Error(`server said ${code}`), { code }),
+      cause: Object.assign(new Error(`server said ${code}`), { code, severity: "ERROR" }),
       message: "PgConnection: Query failed",
       operation: "query"
     })

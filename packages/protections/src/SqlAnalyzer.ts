@@ -6,7 +6,10 @@
  * - the statements (one is expected: the extended protocol the engine speaks takes one anyway), each with its kind
  *   (`read` / `write` / `ddl` / `transaction` / `utility`, syntactic: `SELECT f()` is a read) and command tag
  *   (`SELECT`, `COPY`, `SET ROLE`, `CREATE TABLE`, `EXPLAIN ANALYZE`, …);
- * - UPDATE and DELETE without WHERE, at the top level or inside WITH (`WHERE true` states the intent explicitly);
+ * - UPDATE and DELETE without WHERE, and MERGE that updates or deletes every matched row, anywhere (WITH,
+ *   PREPARE, function and DO bodies; `WHERE true` / `WHEN MATCHED AND true` states the intent explicitly);
+ * - what it does beyond its command tag, wherever in the tree (`internal/sqlHazards.ts`): role changes in any
+ *   syntax, session settings, functions called, dynamic SQL, COPY to or from server files;
  * - the fingerprint (libpg_query's: the parse tree with constants and parameters stripped, hashed), the key of
  *   the cost estimator's cache and a safe way to name a statement in errors and logs;
  * - the text the cost estimator should EXPLAIN (the query of an `EXPLAIN ANALYZE`, which runs it).
@@ -23,13 +26,22 @@
  * | `multiple-statements` | ✓ | ✓ | ✓ | ✓ | |
  * | `missing-where` | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-kind`: DDL | ✓ | | | | |
- * | `statement-command`: ALTER SYSTEM, LOAD, CHECKPOINT | ✓ | ✓ | ✓ | ✓ | |
- * | `statement-command`: SET/RESET ROLE, SET/RESET SESSION AUTHORIZATION, LISTEN, UNLISTEN | ✓ | ✓ | ✓ | | |
+ * | `statement-command`: ALTER SYSTEM, LOAD, CHECKPOINT, extensions, foreign servers, roles, databases, tablespaces, subscriptions, languages, event triggers | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: SET/RESET ROLE, SET/RESET SESSION AUTHORIZATION, PREPARE, EXECUTE, DEALLOCATE, DISCARD | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: a role change in any syntax (`set_config('role', …)`, in CTEs, subqueries, function and DO bodies) | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: a `dangerousFunctions` call or reference (dblink, server files, other backends, …) | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: session settings (`SET x` without LOCAL, `set_config(x, y, false)`) | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: dynamic SQL (PL/pgSQL `EXECUTE` of a string), COPY to/from server files or programs | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: LISTEN, UNLISTEN | ✓ | ✓ | ✓ | | |
  * | `statement-command`: VACUUM, CLUSTER, REINDEX | ✓ | ✓ | | | |
  * | `statement-command`: COPY, DO, LOCK, ANALYZE, REFRESH MATERIALIZED VIEW | ✓ | | | | |
  *
- * Why: server-wide commands are the operator's; role changes and LISTEN attach state to a pooled session that
- * other statements (and, on a shared target, other projects) reuse; table rewrites and long locks on shared servers
+ * Why: server-wide commands and functions that reach outside the project's database (other databases, files,
+ * programs, other backends) are the operator's; role changes, session settings, SQL-level prepared statements and
+ * LISTEN attach state to a pooled session that other statements (and, on a shared target, other projects) reuse,
+ * and a role change is refused in whichever syntax carries it, since the analyzer reads the whole tree and the
+ * bodies of functions and DO blocks, and refuses the code it cannot read (dynamic `EXECUTE`); this is defense in
+ * depth over the server's own role model (see `@tenantpool/pg`'s README), never a replacement for it; table rewrites and long locks on shared servers
  * are scheduled by the platform below PRO; FREE projects change their schema through migrations (the admin
  * policy), bulk-load through the import path, and run no anonymous code blocks the analyzer cannot see into.
  *
@@ -57,8 +69,21 @@ export interface Statement {
   readonly kind: StatementKind
   /** The command tag (`SELECT`, `SET ROLE`, `CREATE TABLE`, `EXPLAIN ANALYZE`, …). */
   readonly command: string
-  /** An UPDATE or DELETE without WHERE, at the top level or inside WITH. */
+  /**
+   * An UPDATE or DELETE without WHERE, or a MERGE that updates or deletes every matched row of an ON clause that
+   * relates nothing, anywhere in the statement (WITH, PREPARE, rules, function and DO bodies).
+   */
   readonly missingWhere: boolean
+  /** How the statement changes the session's role or authorization, whatever the syntax (undefined: it does not). */
+  readonly roleChange: string | undefined
+  /** A setting it leaves on the session after it ends (`SET` without `LOCAL`, `set_config(…, false)`). */
+  readonly sessionSetting: string | undefined
+  /** Functions it calls or references, anywhere (lower case, without schema). */
+  readonly functions: ReadonlyArray<string>
+  /** Code the analyzer cannot see into (PL/pgSQL `EXECUTE` of a string, a body in another language). */
+  readonly dynamicSql: string | undefined
+  /** `COPY` to or from a file or program on the server. */
+  readonly serverFiles: boolean
 }
 
 /**
@@ -96,17 +121,134 @@ export interface SqlPolicy {
   readonly forbiddenKinds: ReadonlyArray<StatementKind>
   /** Command tags refused (exact tags, upper case: `COPY`, `SET ROLE`, `CREATE EXTENSION`). */
   readonly forbiddenCommands: ReadonlyArray<string>
+  /** Refuse role and authorization changes in any syntax (`SET ROLE`, `set_config('role', …)`, in any body). */
+  readonly forbidRoleChanges?: boolean | undefined
+  /** Refuse settings that outlive the statement on a pooled session (`SET x`, `set_config(x, y, false)`). */
+  readonly forbidSessionSettings?: boolean | undefined
+  /** Functions refused wherever they are called or referenced; a name ending in `*` is a prefix. */
+  readonly forbiddenFunctions?: ReadonlyArray<string> | undefined
+  /** Refuse code the analyzer cannot see into (dynamic `EXECUTE`, bodies in languages other than SQL/PL/pgSQL). */
+  readonly forbidDynamicSql?: boolean | undefined
+  /** Refuse `COPY` to or from server files and programs. */
+  readonly forbidServerFiles?: boolean | undefined
 }
 
-const serverWide = ["ALTER SYSTEM", "LOAD", "CHECKPOINT"]
-const sessionBound = [
+// Commands that reach beyond the tenant's database (the server, its roles, other databases, files, extensions
+// that bring such functions): the operator's, on every tenant tier.
+const serverWide = [
+  "ALTER SYSTEM",
+  "LOAD",
+  "CHECKPOINT",
+  "CREATE EXTENSION",
+  "ALTER EXTENSION",
+  "DROP EXTENSION",
+  "CREATE FOREIGN SERVER",
+  "ALTER FOREIGN SERVER",
+  "CREATE FDW",
+  "ALTER FDW",
+  "CREATE USER MAPPING",
+  "ALTER USER MAPPING",
+  "IMPORT FOREIGN SCHEMA",
+  "CREATE ROLE",
+  "ALTER ROLE",
+  "ALTER ROLE SET",
+  "DROP ROLE",
+  "GRANT ROLE",
+  "REVOKE ROLE",
+  "REASSIGN OWNED",
+  "CREATE DATABASE",
+  "ALTER DATABASE",
+  "ALTER DATABASE SET",
+  "ALTER DATABASE REFRESH COLL",
+  "DROP DATABASE",
+  "CREATE TABLE SPACE",
+  "ALTER TABLE SPACE OPTIONS",
+  "DROP TABLE SPACE",
+  "CREATE SUBSCRIPTION",
+  "ALTER SUBSCRIPTION",
+  "DROP SUBSCRIPTION",
+  "CREATE P LANG",
+  "CREATE EVENT TRIG",
+  "ALTER EVENT TRIG",
+  "SECURITY LABEL"
+]
+// Role changes and session state a pooled session would carry to the next statement (possibly another project's).
+const everyTenant = [
+  ...serverWide,
   "SET ROLE",
   "RESET ROLE",
   "SET SESSION AUTHORIZATION",
   "RESET SESSION AUTHORIZATION",
-  "LISTEN",
-  "UNLISTEN"
+  "PREPARE",
+  "EXECUTE",
+  "DEALLOCATE",
+  "DISCARD"
 ]
+const sessionBound = ["LISTEN", "UNLISTEN"]
+
+/**
+ * Functions no tenant tier may call: they reach outside the project's database (other databases and servers,
+ * the server's files and programs, other sessions' backends, the server's configuration and replication), run SQL
+ * from a string the analyzer cannot see, or take locks that outlive the statement on a pooled session.
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const dangerousFunctions: ReadonlyArray<string> = [
+  "dblink*",
+  "pg_read_file",
+  "pg_read_binary_file",
+  "pg_ls_*",
+  "pg_stat_file",
+  "pg_file_*",
+  "pg_logdir_ls",
+  "lo_import",
+  "lo_export",
+  "pg_terminate_backend",
+  "pg_cancel_backend",
+  "pg_signal_backend",
+  "pg_log_backend_memory_contexts",
+  "pg_reload_conf",
+  "pg_rotate_logfile",
+  "pg_promote",
+  "pg_switch_wal",
+  "pg_create_restore_point",
+  "pg_backup_start",
+  "pg_backup_stop",
+  "pg_start_backup",
+  "pg_stop_backup",
+  "pg_wal_replay_pause",
+  "pg_wal_replay_resume",
+  "pg_create_physical_replication_slot",
+  "pg_create_logical_replication_slot",
+  "pg_copy_physical_replication_slot",
+  "pg_copy_logical_replication_slot",
+  "pg_drop_replication_slot",
+  "pg_replication_origin_*",
+  "pg_logical_slot_*",
+  "pg_logical_emit_message",
+  "pg_import_system_collations",
+  "pg_stat_reset*",
+  "query_to_xml*",
+  "query_to_xmlschema",
+  "cursor_to_xml*",
+  "ts_stat",
+  "pg_advisory_lock",
+  "pg_advisory_lock_shared",
+  "pg_try_advisory_lock",
+  "pg_try_advisory_lock_shared",
+  "pg_advisory_unlock",
+  "pg_advisory_unlock_shared",
+  "pg_advisory_unlock_all"
+]
+
+const tenantRules = {
+  forbidRoleChanges: true,
+  forbidSessionSettings: true,
+  forbiddenFunctions: dangerousFunctions,
+  forbidDynamicSql: true,
+  forbidServerFiles: true
+} as const
 const rewrites = ["VACUUM", "CLUSTER", "REINDEX"]
 
 /**
@@ -121,7 +263,7 @@ export const defaultPolicies: Readonly<Record<TierName, SqlPolicy>> = {
     requireWhere: true,
     forbiddenKinds: ["ddl"],
     forbiddenCommands: [
-      ...serverWide,
+      ...everyTenant,
       ...sessionBound,
       ...rewrites,
       "COPY",
@@ -129,25 +271,29 @@ export const defaultPolicies: Readonly<Record<TierName, SqlPolicy>> = {
       "LOCK",
       "ANALYZE",
       "REFRESH MATERIALIZED VIEW"
-    ]
+    ],
+    ...tenantRules
   },
   STARTER: {
     allowMultipleStatements: false,
     requireWhere: true,
     forbiddenKinds: [],
-    forbiddenCommands: [...serverWide, ...sessionBound, ...rewrites]
+    forbiddenCommands: [...everyTenant, ...sessionBound, ...rewrites],
+    ...tenantRules
   },
   PRO: {
     allowMultipleStatements: false,
     requireWhere: true,
     forbiddenKinds: [],
-    forbiddenCommands: [...serverWide, ...sessionBound]
+    forbiddenCommands: [...everyTenant, ...sessionBound],
+    ...tenantRules
   },
   ENTERPRISE: {
     allowMultipleStatements: false,
     requireWhere: true,
     forbiddenKinds: [],
-    forbiddenCommands: serverWide
+    forbiddenCommands: everyTenant,
+    ...tenantRules
   }
 }
 
@@ -169,14 +315,51 @@ interface Compiled {
   readonly requireWhere: boolean
   readonly kinds: ReadonlySet<string>
   readonly commands: ReadonlySet<string>
+  readonly roleChanges: boolean
+  readonly sessionSettings: boolean
+  readonly functions: ReadonlySet<string>
+  readonly functionPrefixes: ReadonlyArray<string>
+  readonly dynamicSql: boolean
+  readonly serverFiles: boolean
 }
 
-const compile = (policy: SqlPolicy): Compiled => ({
-  allowMultipleStatements: policy.allowMultipleStatements,
-  requireWhere: policy.requireWhere,
-  kinds: new Set(policy.forbiddenKinds),
-  commands: new Set(policy.forbiddenCommands.map((c) => c.toUpperCase()))
-})
+const compile = (policy: SqlPolicy): Compiled => {
+  const functions = (policy.forbiddenFunctions ?? []).map((f) => f.toLowerCase())
+  return {
+    allowMultipleStatements: policy.allowMultipleStatements,
+    requireWhere: policy.requireWhere,
+    kinds: new Set(policy.forbiddenKinds),
+    commands: new Set(policy.forbiddenCommands.map((c) => c.toUpperCase())),
+    roleChanges: policy.forbidRoleChanges === true,
+    sessionSettings: policy.forbidSessionSettings === true,
+    functions: new Set(functions.filter((f) => !f.endsWith("*"))),
+    functionPrefixes: functions.filter((f) => f.endsWith("*")).map((f) => f.slice(0, -1)),
+    dynamicSql: policy.forbidDynamicSql === true,
+    serverFiles: policy.forbidServerFiles === true
+  }
+}
+
+const forbiddenFunction = (policy: Compiled, s: Statement): string | undefined => {
+  if (policy.functions.size === 0 && policy.functionPrefixes.length === 0) return undefined
+  for (const f of s.functions) {
+    if (policy.functions.has(f)) return f
+    for (const prefix of policy.functionPrefixes) if (f.startsWith(prefix)) return f
+  }
+  return undefined
+}
+
+// What a statement does beyond its command tag (see `internal/sqlHazards.ts`), as a reason to refuse it.
+const hazardOf = (policy: Compiled, s: Statement): string | undefined => {
+  if (policy.roleChanges && s.roleChange !== undefined) return `changing the session's role (${s.roleChange})`
+  const fn = forbiddenFunction(policy, s)
+  if (fn !== undefined) return `the function ${fn}()`
+  if (policy.serverFiles && s.serverFiles) return "COPY to or from a file or program on the server"
+  if (policy.dynamicSql && s.dynamicSql !== undefined) return `code the analyzer cannot see into (${s.dynamicSql})`
+  if (policy.sessionSettings && s.sessionSetting !== undefined) {
+    return `a setting that outlives the statement on a shared connection (${s.sessionSetting}; use SET LOCAL or set_config(…, true) in a transaction)`
+  }
+  return undefined
+}
 
 const evaluateCompiled = (policy: Compiled, analysis: Analysis): Finding.Finding | undefined => {
   const fp = analysis.fingerprint === "" ? undefined : analysis.fingerprint
@@ -193,6 +376,8 @@ const evaluateCompiled = (policy: Compiled, analysis: Analysis): Finding.Finding
     if (policy.commands.has(s.command)) {
       return Finding.reject("statement-command", `${s.command} is not allowed on this tier`, fp)
     }
+    const hazard = hazardOf(policy, s)
+    if (hazard !== undefined) return Finding.reject("statement-command", `${hazard} is not allowed on this tier`, fp)
     if (s.missingWhere && policy.requireWhere) {
       return Finding.reject(
         "missing-where",
@@ -256,7 +441,16 @@ export const analyzeUncached = (sql: string): Analysis => {
     fingerprint = ""
   }
   return {
-    statements: infos.map((i) => ({ kind: i.kind, command: i.command, missingWhere: i.missingWhere })),
+    statements: infos.map((i) => ({
+      kind: i.kind,
+      command: i.command,
+      missingWhere: i.missingWhere,
+      roleChange: i.hazards.roleChange,
+      sessionSetting: i.hazards.sessionSetting,
+      functions: [...i.hazards.functions],
+      dynamicSql: i.hazards.dynamicSql,
+      serverFiles: i.hazards.serverFiles
+    })),
     kind: first.kind,
     command: first.command,
     fingerprint,

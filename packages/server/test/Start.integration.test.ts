@@ -87,6 +87,14 @@ describe("npm start", () => {
           key: "hello",
           value: "world"
         })
+        assert.include(printed, "No authentication")
+        // PostgreSQL as the project's own role (the operator model), not the administrator.
+        const item = yield* Effect.promise(() =>
+          request(`${base}/projects/acme/items`, { method: "POST", body: JSON.stringify({ name: "widget" }) })
+        )
+        assert.strictEqual(item.status, 201, JSON.stringify(item.body))
+        yield* Effect.sleep("500 millis")
+        assert.notInclude(output.join(""), "a tenant should not have", "the engine's role check found nothing wrong")
         assert.include((yield* Effect.promise(() => request(`${base}/metrics`))).body, "db_queries_total")
         assert.strictEqual((yield* Effect.promise(() => request(`${base}/status`))).status, 200)
       }).pipe(Effect.scoped),

@@ -1,7 +1,12 @@
 /**
- * The guarded `SqlClient`: `effect/sql`'s own client built with acquirers of ours, so every statement outside a
- * transaction is one guarded operation on a *routing* connection, a top-level transaction is one guarded operation
- * holding a reserved connection, and a nested one is a savepoint on it (see the `PgEngine` module comment).
+ * The guarded `SqlClient`: `effect/sql`'s own client built with acquirers of ours (see the `PgEngine` module
+ * comment):
+ * - a statement outside a transaction is one guarded operation on a *routing* connection (`runStatement` picks its
+ *   lane);
+ * - a top-level transaction, a stream and `sql.reserve` each hold a *lease* (`EngineHandle.lease`): admitted like a
+ *   call, held until they end, bounded by the tier deadline, on a connection reserved under it; when the deadline
+ *   passes the work stops on the server (`terminate`) and the holder hears the guard's verdict;
+ * - every statement, on whichever path, passes the installed protections with its text and parameters.
  *
  * @since 0.1.0
  */
@@ -12,14 +17,17 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { Connection } from "effect/sql/SqlConnection"
-import { SqlError, UnknownError } from "effect/sql/SqlError"
+import { AuthorizationError, SqlError, SqlSyntaxError, UnknownError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type * as EngineContract from "@tenantpool/core/Engine"
-import type { ProtectionDetail } from "@tenantpool/core/Protections"
+import type { GuardError, ProtectionError } from "@tenantpool/core/Errors"
+import * as Protections from "@tenantpool/core/Protections"
 import * as PgError from "../PgError.ts"
-import { type Ops, opFor } from "./pgOperations.ts"
-import { type Binding, reserveOn, runOn, type Sessions } from "./pgSessions.ts"
+import type { Slot } from "./gate.ts"
+import { type Around, makeConnection, terminate } from "./pgConnection.ts"
+import { leavesSessionState, type Ops, opFor } from "./pgOperations.ts"
+import { belongsTo, type Binding, connectionError, reserveOn, runStatement, type Sessions } from "./pgSessions.ts"
 
 /** What the client is built from: the guard, the operations, the statement runners and the name transforms. */
 export interface ClientOptions {
@@ -31,10 +39,25 @@ export interface ClientOptions {
   readonly transformJson?: boolean | undefined
 }
 
-/** The binding a transaction's attempt resolved; its connection is reserved from this binding's pool. */
-const ActiveBinding = Context.Reference<Binding | undefined>("@tenantpool/pg/PgEngine/ActiveBinding", {
+/** A lease and the connection held under it. */
+interface Held {
+  lease: EngineContract.Lease<Binding> | undefined
+  conn: PgConnection.PgConnection | undefined
+  slot: Slot | undefined
+  /** The lease's time is up: the connection was terminated, statements on it hear the verdict. */
+  expired: boolean
+  /** A transaction's lease: whether its connection has been reserved (a `sql.reserve` inside takes its own). */
+  taken: boolean
+}
+
+const newHeld = (): Held => ({ lease: undefined, conn: undefined, slot: undefined, expired: false, taken: false })
+
+/** The lease of the current top-level transaction. */
+const ActiveLease = Context.Reference<Held | undefined>("@tenantpool/pg/PgEngine/ActiveLease", {
   defaultValue: () => undefined
 })
+
+const expiredError = connectionError("PgEngine: the lease's deadline passed; its session was ended", "lease")
 
 type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
@@ -61,29 +84,164 @@ const commit = (conn: Connection): Effect.Effect<void, SqlError> =>
       : Effect.void
   )
 
+/**
+ * A statement the engine cannot send as given: not text, or text with a NUL byte (the protocol's strings end at
+ * NUL; sent, it is a protocol violation that costs the session). A typed error of the caller's, never sent.
+ */
+export const badStatement = (sql: unknown, params: unknown): SqlError | undefined => {
+  const problem =
+    typeof sql !== "string"
+      ? `the statement is a ${typeof sql}, not text`
+      : sql.indexOf("\u0000") >= 0
+        ? "the statement contains a NUL byte (0x00), which PostgreSQL cannot receive"
+        : !Array.isArray(params)
+          ? "the statement's parameters are not an array"
+          : undefined
+  if (problem === undefined) return undefined
+  const message = `PgEngine: ${problem}`
+  return new SqlError({ reason: new SqlSyntaxError({ cause: new Error(message), message, operation: "query" }) })
+}
+
+// The transaction control statements effect/sql sends itself: not the caller's, not checked by the protections.
+const isControl = (sql: string, params: ReadonlyArray<unknown>): boolean =>
+  params.length === 0 &&
+  (sql === "BEGIN" ||
+    sql === "COMMIT" ||
+    sql === "ROLLBACK" ||
+    /^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) effect_sql_\d+$/.test(sql))
+
+const sharedSessionMessage =
+  "PgEngine: a statement that leaves state on its session (SET without LOCAL, PREPARE, DEALLOCATE, DISCARD, " +
+  "LISTEN, LOAD) is refused on a connection other projects share; use SET LOCAL inside withTransaction, or " +
+  "the engine's startupParameters"
+const sharedSessionError = new SqlError({
+  reason: new AuthorizationError({ cause: new Error(sharedSessionMessage), message: sharedSessionMessage })
+})
+
 /** Builds the guarded client. */
 export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOptions) {
   const { handle, ops, sessions } = options
+  const refusal = (operation: string) => (error: SqlError | GuardError | ProtectionError) =>
+    PgError.toSqlError(error, operation) as SqlError
 
   // `detail` (the statement and its parameters) goes to the installed protections: rate limits, the SQL analyzer,
   // the cost estimator (`@tenantpool/protections`); with none installed it costs one reference read.
-  const guarded = <A, R>(
-    op: EngineContract.Operation<Binding>,
-    f: (b: Binding) => Effect.Effect<A, SqlError, R>,
-    detail?: ProtectionDetail
-  ): Effect.Effect<A, SqlError, R> =>
-    Effect.mapError(
-      detail === undefined ? handle.runEffect(op, f) : handle.runEffect(op, f, undefined, detail),
-      (error) => PgError.toSqlError(error, op.name) as SqlError
-    )
-
   const statement = <A>(
     sql: string,
     params: ReadonlyArray<unknown>,
     exec: (conn: PgConnection.PgConnection) => Effect.Effect<A, SqlError>
-  ) => guarded(opFor(ops, sql), (b) => runOn(sessions, b, exec), { statement: sql, params })
+  ): Effect.Effect<A, SqlError> => {
+    const bad = badStatement(sql, params)
+    if (bad !== undefined) return Effect.fail(bad)
+    const op = opFor(ops, sql)
+    const checkSession = op === ops.other && leavesSessionState(sql)
+    return Effect.mapError(
+      handle.runEffect(
+        op,
+        (b, signal) =>
+          checkSession && b.pool.members.size > 1
+            ? Effect.fail(sharedSessionError)
+            : runStatement(sessions, b, sql, exec, signal),
+        undefined,
+        {
+          statement: sql,
+          params
+        }
+      ),
+      refusal(op.name)
+    )
+  }
 
-  const reserve = (b: Binding) => reserveOn(sessions, b)
+  // ---- leases: transactions, streams, `sql.reserve` ---------------------------------------------------------------
+
+  // A lease's operation carries its own cancel: the lease's connection is ended on the server when its deadline
+  // passes (or shutdown abandons it), whatever its holder is doing.
+  const leaseOp = (base: EngineContract.Operation<Binding>, held: Held): EngineContract.Operation<Binding> => ({
+    ...base,
+    cancel: () => {
+      held.expired = true
+      held.slot?.release()
+      if (held.conn !== undefined) sessions.fork(terminate(held.conn, expiredError))
+    }
+  })
+
+  // The verdict for statements on a lease whose time is up (the deadline's Timeout, or ShuttingDown).
+  const verdict = (held: Held, operation: string): Effect.Effect<never, SqlError> =>
+    Effect.flatMap(Effect.flip(held.lease!.expired), (error) => Effect.fail(refusal(operation)(error)))
+
+  const takeLease = (
+    base: EngineContract.Operation<Binding>,
+    held: Held,
+    detail?: { readonly statement: string; readonly params: ReadonlyArray<unknown> }
+  ): Effect.Effect<EngineContract.Lease<Binding>, SqlError, Scope.Scope> =>
+    Effect.tap(
+      Effect.mapError(
+        detail === undefined ? handle.lease(leaseOp(base, held)) : handle.lease(leaseOp(base, held), detail),
+        refusal(base.name)
+      ),
+      (lease) =>
+        Effect.sync(() => {
+          held.lease = lease
+        })
+    )
+
+  // Checks and translations around each statement on a held connection.
+  const aroundHeld = (held: Held): Around => {
+    const project = held.lease!.project
+    const before = (sql: string, params: ReadonlyArray<unknown>): Effect.Effect<void, SqlError> => {
+      if (held.expired) return verdict(held, opFor(ops, sql).name)
+      const bad = badStatement(sql, params)
+      if (bad !== undefined) return Effect.fail(bad)
+      const owned = belongsTo(project)
+      if (isControl(sql, params)) return owned
+      const op = opFor(ops, sql).name
+      const checked = Effect.andThen(
+        owned,
+        Effect.mapError(Protections.check("postgres", op, { statement: sql, params }), refusal(op))
+      )
+      // A session setting made in a transaction outlives its COMMIT on the connection.
+      return held.lease!.binding.pool.members.size > 1 && leavesSessionState(sql)
+        ? Effect.andThen(checked, Effect.fail(sharedSessionError))
+        : checked
+    }
+    const after = <A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+      Effect.catch(effect, (error) => (held.expired ? verdict(held, opFor(ops, sql).name) : Effect.fail(error)))
+    return {
+      statement: (sql, params, run) => after(sql, Effect.andThen(before(sql, params), run)),
+      stream: (sql, params, rows) => Stream.unwrap(Effect.as(before(sql, params), rows))
+    }
+  }
+
+  const reserveHeld = (held: Held): Effect.Effect<Connection, SqlError, Scope.Scope> =>
+    Effect.map(reserveOn(sessions, held.lease!.binding, held.lease!.signal), (reserved) => {
+      held.conn = reserved.conn
+      held.slot = reserved.slot
+      return makeConnection(reserved.conn, aroundHeld(held))
+    })
+
+  // A stream outside a transaction: a lease checked with the statement, a connection reserved under it, rows until
+  // the consumer stops, the stream fails, or the lease's time is up.
+  const leasedStream = (
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    transform: TransformRows
+  ): Stream.Stream<any, SqlError> => {
+    const bad = badStatement(sql, params)
+    if (bad !== undefined) return Stream.fail(bad)
+    return Stream.unwrap(
+      Effect.gen(function* () {
+        const held = newHeld()
+        const lease = yield* takeLease(ops.stream, held, { statement: sql, params })
+        const reserved = yield* reserveOn(sessions, lease.binding, lease.signal)
+        held.conn = reserved.conn
+        held.slot = reserved.slot
+        const rows = makeConnection(reserved.conn).executeStream(sql, params, transform)
+        return Stream.catch(Stream.interruptWhen(rows, Effect.mapError(lease.expired, refusal("stream"))), (error) =>
+          held.expired ? Stream.fromEffect(verdict(held, "stream")) : Stream.fail(error)
+        )
+      })
+    )
+  }
 
   // The connection every statement outside a transaction is handed: each call is one guarded operation.
   const routing: Connection = {
@@ -94,13 +252,18 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
     executeRaw: (sql, params) => statement(sql, params, (c) => c.query(sql, params)),
     executeValues: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params)),
     executeValuesUnprepared: (sql, params) => statement(sql, params, (c) => c.queryValues(sql, params, false)),
-    executeStream: (sql, params, transform) =>
-      Stream.unwrap(Effect.map(guarded(ops.stream, reserve), (conn) => conn.executeStream(sql, params, transform)))
+    executeStream: leasedStream
   }
 
+  // A top-level transaction's connection is reserved under its lease; `sql.reserve` takes a lease of its own.
   const transactionAcquirer: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.withFiber((fiber) => {
-    const b = fiber.getRef(ActiveBinding)
-    return b !== undefined ? reserve(b) : guarded(ops.reserve, reserve)
+    const active = fiber.getRef(ActiveLease)
+    if (active !== undefined && !active.taken) {
+      active.taken = true
+      return reserveHeld(active)
+    }
+    const held = newHeld()
+    return Effect.andThen(takeLease(ops.reserve, held), () => reserveHeld(held))
   })
 
   const client = yield* SqlClient.make({
@@ -121,18 +284,21 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
       : undefined
   })
 
-  // A top-level transaction is one guarded operation; a nested one is a savepoint on the same connection.
+  // A top-level transaction holds a lease for its whole life, bounded by the tier deadline: when it passes, the
+  // body is interrupted and the session ended on the server (rolled back). A nested one is a savepoint.
   const inner = client.withTransaction
   const withTransaction = <R, E, A>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     Effect.withFiber((fiber) => {
       if (Context.getOrUndefined(fiber.context, client.transactionService) !== undefined) return inner(effect)
-      return Effect.mapError(
-        handle.runEffect(
-          ops.transaction,
-          (b) => Effect.provideService(inner(effect), ActiveBinding, b) as unknown as Effect.Effect<A, SqlError, R>
-        ),
-        (error) => PgError.toSqlError(error, "transaction")
-      ) as Effect.Effect<A, E | SqlError, R>
+      const held = newHeld()
+      return Effect.scoped(
+        Effect.flatMap(takeLease(ops.transaction, held), (lease) =>
+          Effect.raceFirst(
+            Effect.provideService(inner(effect), ActiveLease, held),
+            Effect.mapError(lease.expired, refusal("transaction"))
+          )
+        )
+      )
     })
   Object.assign(client, { withTransaction })
   return client

@@ -28,36 +28,75 @@ import * as Stream from "effect/Stream"
 type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
 /**
- * `effect/sql`'s `Connection` over one sql-pg session (the same shape as sql-pg's own, which it does not export).
- * `check` runs before every statement (the engine uses it to refuse a statement of another project on a
- * transaction's session).
+ * What the engine adds around every statement on a held connection (a transaction's, a stream's, `sql.reserve`'s):
+ * checks before it (the project it belongs to, the protections, the lease's deadline) and a translation of its
+ * failure (a statement cut off by the lease's end reports the lease's verdict).
  */
-export const makeConnection = (
-  conn: PgConnection.PgConnection,
-  check?: Effect.Effect<void, SqlError> | undefined
-): Connection => {
-  const guard = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-    check === undefined ? effect : Effect.andThen(check, effect)
+export interface Around {
+  readonly statement: <A>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    run: Effect.Effect<A, SqlError>
+  ) => Effect.Effect<A, SqlError>
+  readonly stream: (
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    rows: Stream.Stream<PgConnection.Row, SqlError>
+  ) => Stream.Stream<PgConnection.Row, SqlError>
+}
+
+/** `effect/sql`'s `Connection` over one sql-pg session (the same shape as sql-pg's own, which it does not export). */
+export const makeConnection = (conn: PgConnection.PgConnection, around?: Around | undefined): Connection => {
+  const guard = <A>(sql: string, params: ReadonlyArray<unknown>, effect: Effect.Effect<A, SqlError>) =>
+    around === undefined ? effect : around.statement(sql, params, effect)
   const rows = (sql: string, params: ReadonlyArray<unknown>, prepare: boolean, transform: TransformRows) => {
     const query = Effect.map(conn.query(sql, params, prepare), (result) => result.rows)
-    return guard(transform === undefined ? query : Effect.map(query, transform))
+    return guard(sql, params, transform === undefined ? query : Effect.map(query, transform))
   }
   return {
     execute: (sql, params, transform) => rows(sql, params, true, transform),
     executeUnprepared: (sql, params, transform) => rows(sql, params, false, transform),
-    executeRaw: (sql, params) => guard(conn.query(sql, params)),
-    executeValues: (sql, params) => guard(conn.queryValues(sql, params)),
-    executeValuesUnprepared: (sql, params) => guard(conn.queryValues(sql, params, false)),
+    executeRaw: (sql, params) => guard(sql, params, conn.query(sql, params)),
+    executeValues: (sql, params) => guard(sql, params, conn.queryValues(sql, params)),
+    executeValuesUnprepared: (sql, params) => guard(sql, params, conn.queryValues(sql, params, false)),
     executeStream: (sql, params, transform) => {
       const stream = conn.stream(sql, params)
       const mapped =
         transform === undefined
           ? stream
           : Stream.mapArray(stream, (chunk) => transform(chunk) as Arr.NonEmptyReadonlyArray<PgConnection.Row>)
-      return check === undefined ? mapped : Stream.unwrap(Effect.as(check, mapped))
+      return around === undefined ? mapped : around.stream(sql, params, mapped)
     }
   }
 }
+
+/** The fields of sql-pg's session (`PgConnectionImpl`, the `base` of a pinned view) that `terminate` uses. */
+interface SessionView {
+  readonly cancel: Effect.Effect<void>
+  readonly fatal: (error: SqlError, destroySocket?: boolean) => void
+}
+
+const sessionOf = (conn: PgConnection.PgConnection): SessionView | undefined => {
+  const base = ((conn as { readonly base?: unknown }).base ?? conn) as Partial<Record<keyof SessionView, unknown>>
+  return Effect.isEffect(base.cancel) && typeof base.fatal === "function" ? (base as SessionView) : undefined
+}
+
+/**
+ * Ends a held session on the server at once: a `CancelRequest` stops what it runs, and closing its socket ends
+ * the backend (rolling back its transaction, freeing its locks and its slot in `max_connections`) even while the
+ * holder keeps its scope open. The pool replaces it. Without sql-pg's internals, only the cancel is sent.
+ * A pinned view already released (the session may be someone else's now) is left alone.
+ */
+export const terminate = (conn: PgConnection.PgConnection, error: SqlError): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if ((conn as { readonly released?: unknown }).released === true) return Effect.void
+    const session = sessionOf(conn)
+    if (session === undefined) return conn.interrupt
+    // Both start now, in this order: the cancel captures the session's key before the socket goes.
+    return Effect.asVoid(
+      Effect.all([session.cancel, Effect.sync(() => session.fatal(error))], { concurrency: "unbounded" })
+    )
+  })
 
 // ---------------------------------------------------------------------------------------------------------------
 // Multiplexed sessions: cancelling abandoned statements

@@ -119,3 +119,17 @@ export const opFor = <B>(ops: Ops<B>, sql: string): EngineContract.Operation<B> 
   }
   return ddl.has(keyword) ? ops.ddl : ops.other
 }
+
+const sessionKeywords: ReadonlySet<string> = new Set(["set", "prepare", "deallocate", "discard", "listen", "load"])
+const transactionScoped = /^[\s(]*set\s+(local|transaction|constraints)\b/i
+
+/**
+ * Whether a statement leaves state on its session by its first keyword (`SET` without `LOCAL`, `PREPARE`,
+ * `DEALLOCATE`, `DISCARD`, `LISTEN`, `LOAD`): on a connection shared with other projects it would reach their
+ * statements. Only statements `opFor` does not know are looked at, so reads and writes pay nothing. Functions that
+ * do the same (`set_config(…, false)`) need the protections' analyzer.
+ */
+export const leavesSessionState = (sql: string): boolean => {
+  const keyword = keywordAt(sql)
+  return sessionKeywords.has(keyword) && !(keyword === "set" && transactionScoped.test(sql))
+}

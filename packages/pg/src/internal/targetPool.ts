@@ -18,8 +18,10 @@ import * as PgPool from "@effect/sql-pg/PgPool"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import type { Target } from "@tenantpool/core/Target"
 import type { TierLimits } from "@tenantpool/core/Tier"
+import type { Gate } from "./gate.ts"
 
 /** Pool settings common to every target. */
 export interface PoolSettings {
@@ -40,7 +42,12 @@ export interface PoolSettings {
 /** What a pool needs to know about a project bound to it. */
 export interface Member {
   readonly limits: () => TierLimits
+  /** The connections the project may hold at once (its tier's `maxPool`), followed on every resize. */
+  readonly gate: Gate
 }
+
+/** Statement texts whose duration is remembered per target (the oldest is forgotten first). */
+const latencyEntries = 4_096
 
 /** A label-free, secret-free tag of a target: a short one-way hash of its identity. */
 export const targetTag = (target: Target): string => createHash("sha256").update(target.key).digest("hex").slice(0, 10)
@@ -54,6 +61,10 @@ export class Generation {
   /** Set right after construction: the pool's socket factory needs the generation to count into. */
   pool: PgPool.PgPool = undefined as unknown as PgPool.PgPool
   sockets = 0
+  /** The pool has had its minimum open, since when it is below it again, and its last success (performance.now()). */
+  filled = false
+  droppedAt = 0
+  okAt = 0
   users = 0
   retired = false
   closed = false
@@ -101,9 +112,32 @@ export class TargetPool {
   readonly retired = new Set<Generation>()
   generations = 0
   inFlight = 0
+  /** Of `inFlight`, the statements running on a connection of their own. */
+  exclusive = 0
   reserved = 0
   pending = 0
   closed = false
+  /**
+   * Exclusive checkouts of a multiplexed pool one at a time: sql-pg's `reserve` is a shared checkout and then a
+   * pin, so two of them at once can be handed the same connection and run one after the other on it. In turn,
+   * each takes its connection out of circulation before the next looks (and the pool grows for the next).
+   */
+  readonly checkout = Semaphore.makeUnsafe(1)
+  /** Whether the role its connections log in as has been checked (`roleCheck.ts`, once per target). */
+  roleChecked = false
+  /**
+   * The most connections this target may open on its server: `serverShare` of the connections the server gives
+   * non-superusers (`max_connections` − `superuser_reserved_connections`), read by the role check; unbounded until
+   * then. So one project of a large tier cannot take every connection of the server.
+   */
+  serverCap = Number.POSITIVE_INFINITY
+  /** What the role check found wrong with the target's role (empty: nothing, or not checked yet). */
+  roleWarnings: ReadonlyArray<string> = []
+  /**
+   * How long each statement text took lately (milliseconds, a moving average): short ones are pipelined on shared
+   * connections, others run on a connection of their own (see `pgSessions.ts`).
+   */
+  readonly latency = new Map<string, number>()
 
   constructor(
     target: Target,
@@ -131,16 +165,41 @@ export class TargetPool {
       if (limits.minPool > min) min = limits.minPool
       if (limits.maxPool > max) max = limits.maxPool
     }
-    max = Math.min(max, this.settings.maxConnections)
+    max = Math.min(max, this.settings.maxConnections, this.serverCap)
     return { min: Math.min(min, max), max }
+  }
+
+  /** Records how long a statement took (a moving average that follows a change within a few runs). */
+  observe(sql: string, millis: number): void {
+    const before = this.latency.get(sql)
+    if (before === undefined && this.latency.size >= latencyEntries) {
+      this.latency.delete(this.latency.keys().next().value!)
+    }
+    this.latency.set(sql, before === undefined ? millis : before + (millis - before) * 0.25)
+  }
+
+  /**
+   * Starts a new generation on the next use, whatever the size: when a second project joins a target, the sessions
+   * the first one used alone (and may have left settings on) are not handed to it.
+   */
+  renew(): void {
+    const gen = this.current
+    if (gen === undefined || this.closed) return
+    this.current = undefined
+    this.retire(gen)
   }
 
   /** Starts a new generation on the next use when the members' tiers call for another size. */
   resize(): void {
+    for (const m of this.members) m.gate.setLimit(m.limits().maxPool)
     const gen = this.current
     if (gen === undefined || this.closed) return
     const { min, max } = this.desired()
-    if (gen.min === min && gen.max === max) return
+    // Connections lost (a server restart) and the server answering again: sql-pg's pool keeps the failed slots as
+    // its size and replaces them one borrower at a time, so it would stay at the concurrency of its traffic (a
+    // minimum of 10 measured at 1). A new generation opens its minimum at once; the old one drains.
+    const refill = gen.droppedAt > 0 && gen.okAt > gen.droppedAt && gen.sockets < gen.min
+    if (gen.min === min && gen.max === max && !refill) return
     this.current = undefined
     this.retire(gen)
   }
@@ -161,9 +220,11 @@ export class TargetPool {
     let size = 0
     for (const gen of this.live()) size += gen.sockets
     const { min, max } = this.current ?? this.desired()
+    const shared = this.inFlight - this.exclusive
     const busy =
       this.reserved +
-      (this.settings.multiplex ? Math.ceil(this.inFlight / this.settings.multiplexConcurrency) : this.inFlight)
+      this.exclusive +
+      (this.settings.multiplex ? Math.ceil(shared / this.settings.multiplexConcurrency) : shared)
     return {
       size,
       available: Math.max(0, size - busy),
@@ -227,7 +288,11 @@ export class TargetPool {
             ...(keepAlive !== undefined ? { keepAlive: true, keepAliveInitialDelay: keepAlive } : {})
           })
           gen.sockets++
-          socket.once("close", () => gen.sockets--)
+          if (gen.sockets >= gen.min) gen.filled = true
+          socket.once("close", () => {
+            gen.sockets--
+            if (gen.filled && gen.sockets < gen.min && gen.droppedAt === 0) gen.droppedAt = performance.now()
+          })
           return socket
         }
       }).pipe(Scope.provide(scope))

@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import { type Hazards, noHazards, walk } from "./sqlHazards.ts"
 
 /**
  * What kind of statement it is (syntactically). Public as `SqlAnalyzer.StatementKind`.
@@ -20,7 +21,10 @@ export type StatementKind = "read" | "write" | "ddl" | "transaction" | "utility"
 export interface StatementInfo {
   readonly kind: StatementKind
   readonly command: string
+  /** An UPDATE, DELETE or MERGE that touches every row, anywhere in the statement (see `sqlHazards.ts`). */
   readonly missingWhere: boolean
+  /** What the statement does anywhere in its tree and the code it carries. */
+  readonly hazards: Hazards
   /** Whether `EXPLAIN` accepts the statement (and it is worth estimating). */
   readonly explainable: boolean
   /** EXPLAIN ANALYZE runs its query: the query is what gets estimated. */
@@ -47,17 +51,6 @@ const cteQueries = (body: Node): Array<readonly [string, Node]> => {
     if (query !== undefined) out.push(query)
   }
   return out
-}
-
-/** UPDATE or DELETE without WHERE, at the top or in any (nested) WITH query. */
-const hasMissingWhere = (type: string, body: Node): boolean => {
-  if ((type === "UpdateStmt" || type === "DeleteStmt") && body.whereClause === undefined) return true
-  for (const [t, b] of cteQueries(body)) if (hasMissingWhere(t, b)) return true
-  // The arms of UNION / INTERSECT / EXCEPT may carry their own WITH clauses.
-  if (type === "SelectStmt" && body.larg !== undefined) {
-    return hasMissingWhere("SelectStmt", body.larg as Node) || hasMissingWhere("SelectStmt", body.rarg as Node)
-  }
-  return false
 }
 
 const writesInWith = (body: Node): boolean => {
@@ -172,14 +165,24 @@ const setCommand = (body: Node): readonly [StatementKind, string] => {
  */
 export const classify = (node: Node): StatementInfo => {
   const unwrapped = unwrap(node)
+  const hazards = noHazards()
   if (unwrapped === undefined) {
-    return { kind: "utility", command: "UNKNOWN", missingWhere: false, explainable: false, explainAnalyze: false }
+    return {
+      kind: "utility",
+      command: "UNKNOWN",
+      missingWhere: false,
+      hazards,
+      explainable: false,
+      explainAnalyze: false
+    }
   }
   const [type, body] = unwrapped
+  walk(node, hazards)
   const info = (kind: StatementKind, command: string, explainable = false): StatementInfo => ({
     kind,
     command,
-    missingWhere: hasMissingWhere(type, body),
+    missingWhere: hazards.missingWhere,
+    hazards,
     explainable,
     explainAnalyze: false
   })
@@ -206,11 +209,13 @@ export const classify = (node: Node): StatementInfo => {
       return info("utility", body.ismove === true ? "MOVE" : "FETCH")
     case "ExplainStmt": {
       const inner = classify(body.query as Node)
-      if (!explainsAnalyze(body)) return info("utility", "EXPLAIN")
+      // A plain EXPLAIN runs nothing: what its query would do does not count.
+      if (!explainsAnalyze(body)) return { ...info("utility", "EXPLAIN"), missingWhere: false, hazards: noHazards() }
       return {
         kind: inner.kind,
         command: "EXPLAIN ANALYZE",
         missingWhere: inner.missingWhere,
+        hazards,
         explainable: inner.explainable,
         explainAnalyze: true
       }

@@ -91,9 +91,11 @@ const main = Effect.gen(function* () {
   )
   yield* Console.log(`migrations: ${applied.length === 0 ? "up to date" : applied.map((m) => m.name).join(", ")}`)
 
-  yield* prepareDatabases(urls.postgres)
+  // Each project connects as a role of its own to a database of its own (the operator model), not as the
+  // administrator whose URL `urls.postgres` is: that one only prepares them.
+  const postgres = yield* prepareDatabases(urls.postgres)
   const registry = yield* Registry.makeMemory()
-  const projects = demoProjects(urls)
+  const projects = demoProjects(urls, postgres)
   for (const p of projects) yield* registry.memory.register(p)
 
   const base = `http://127.0.0.1:${port}`
@@ -113,9 +115,10 @@ const main = Effect.gen(function* () {
           `  API      ${base}/projects/${projects[0]!.id}/kv/hello   ${base}/projects/${projects[0]!.id}/items`,
           `  health   ${base}/health   (per project: ${base}/projects/${projects[0]!.id}/health)`,
           `  metrics  ${base}/metrics`,
-          `  status   ${base}/status`,
+          `  status   ${base}/status   (projects, targets, pools, breakers, events)`,
           "",
           `demo projects: ${projects.map((p) => `${p.id} (${p.tier})`).join(", ")}`,
+          "No authentication: anyone who reaches this port may act as any project. Keep it on 127.0.0.1.",
           "Ctrl-C stops it."
         ].join("\n")
       )
