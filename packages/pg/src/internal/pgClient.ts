@@ -21,7 +21,7 @@ import { AuthorizationError, SqlError, SqlSyntaxError, UnknownError } from "effe
 import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type * as EngineContract from "@tenantpool/core/Engine"
-import type { GuardError, ProtectionError } from "@tenantpool/core/Errors"
+import { type GuardError, type ProtectionError, UnknownOutcome } from "@tenantpool/core/Errors"
 import * as Protections from "@tenantpool/core/Protections"
 import * as PgError from "../PgError.ts"
 import type { Slot } from "./gate.ts"
@@ -102,6 +102,8 @@ export const badStatement = (sql: unknown, params: unknown): SqlError | undefine
   return new SqlError({ reason: new SqlSyntaxError({ cause: new Error(message), message, operation: "query" }) })
 }
 
+const isRollback = (sql: string): boolean => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT effect_sql_")
+
 // The transaction control statements effect/sql sends itself: not the caller's, not checked by the protections.
 const isControl = (sql: string, params: ReadonlyArray<unknown>): boolean =>
   params.length === 0 &&
@@ -112,7 +114,7 @@ const isControl = (sql: string, params: ReadonlyArray<unknown>): boolean =>
 
 const sharedSessionMessage =
   "PgEngine: a statement that leaves state on its session (SET without LOCAL, PREPARE, DEALLOCATE, DISCARD, " +
-  "LISTEN, LOAD) is refused on a connection other projects share; use SET LOCAL inside withTransaction, or " +
+  "LISTEN, LOAD, CREATE TEMP) is refused on a connection other projects share; use SET LOCAL inside withTransaction, or " +
   "the engine's startupParameters"
 const sharedSessionError = new SqlError({
   reason: new AuthorizationError({ cause: new Error(sharedSessionMessage), message: sharedSessionMessage })
@@ -134,7 +136,7 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
     const bad = badStatement(sql, params)
     if (bad !== undefined) return Effect.fail(bad)
     const op = opFor(ops, sql)
-    const checkSession = op === ops.other && leavesSessionState(sql)
+    const checkSession = (op === ops.other || op === ops.ddl) && leavesSessionState(sql)
     return Effect.mapError(
       handle.runEffect(
         op,
@@ -205,7 +207,25 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
         : checked
     }
     const after = <A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-      Effect.catch(effect, (error) => (held.expired ? verdict(held, opFor(ops, sql).name) : Effect.fail(error)))
+      Effect.catch(effect, (error) => {
+        if (held.expired) return verdict(held, opFor(ops, sql).name)
+        // A ROLLBACK on a connection that died: the server ended the session, and with it the transaction, so
+        // there is nothing left to roll back. effect/sql makes a failed rollback a defect; the caller hears the
+        // body's own error instead.
+        if (isRollback(sql) && error.reason._tag === "ConnectionError") return Effect.succeed(undefined as A)
+        // A COMMIT whose connection broke after it was written: the server may have committed. Not a failure
+        // the caller may retry blindly (that would write twice), but an unknown outcome.
+        if (sql === "COMMIT" && error.reason._tag === "ConnectionError") {
+          const unknown = new UnknownOutcome({
+            projectId: project.id,
+            engine: "postgres",
+            operation: "commit",
+            cause: error
+          })
+          return Effect.fail(PgError.fromGuardError(unknown, "commit"))
+        }
+        return Effect.fail(error)
+      })
     return {
       statement: (sql, params, run) => after(sql, Effect.andThen(before(sql, params), run)),
       stream: (sql, params, rows) => Stream.unwrap(Effect.as(before(sql, params), rows))

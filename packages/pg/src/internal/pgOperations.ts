@@ -122,14 +122,18 @@ export const opFor = <B>(ops: Ops<B>, sql: string): EngineContract.Operation<B> 
 
 const sessionKeywords: ReadonlySet<string> = new Set(["set", "prepare", "deallocate", "discard", "listen", "load"])
 const transactionScoped = /^[\s(]*set\s+(local|transaction|constraints)\b/i
+// CREATE [GLOBAL | LOCAL] TEMP[ORARY] | CREATE [OR REPLACE] TEMP VIEW | CREATE [UNLOGGED]… is not temporary.
+const temporary = /^[\s(]*create\s+(or\s+replace\s+)?((global|local)\s+)?(temp|temporary)\s/i
 
 /**
  * Whether a statement leaves state on its session by its first keyword (`SET` without `LOCAL`, `PREPARE`,
- * `DEALLOCATE`, `DISCARD`, `LISTEN`, `LOAD`): on a connection shared with other projects it would reach their
- * statements. Only statements `opFor` does not know are looked at, so reads and writes pay nothing. Functions that
- * do the same (`set_config(…, false)`) need the protections' analyzer.
+ * `DEALLOCATE`, `DISCARD`, `LISTEN`, `LOAD`, and `CREATE TEMP …`, whose objects live as long as the session): on a
+ * connection shared with other projects it would reach their statements. Only statements `opFor` classes as DDL or
+ * does not know are looked at, so reads and writes pay nothing. Functions that do the same (`set_config(…, false)`)
+ * and `SELECT … INTO TEMP` need the protections' analyzer.
  */
 export const leavesSessionState = (sql: string): boolean => {
   const keyword = keywordAt(sql)
+  if (keyword === "create") return temporary.test(sql)
   return sessionKeywords.has(keyword) && !(keyword === "set" && transactionScoped.test(sql))
 }

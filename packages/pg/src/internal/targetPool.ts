@@ -202,6 +202,8 @@ export class TargetPool {
     if (gen.min === min && gen.max === max && !refill) return
     this.current = undefined
     this.retire(gen)
+    // A refill must not wait for the next statement: the point is to have the minimum ready before traffic.
+    if (refill) this.current = this.open()
   }
 
   /** The generation new work goes to (created on first use), counted as used until `release`; none once closed. */
