@@ -1,7 +1,7 @@
 /**
  * The spec's Quick Start §3 ("Use Redis Client"), on tenantpool.
  *
- *   node scratchpad/redis-quickstart.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
+ *   npx node scratchpad/redis-quickstart.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
  */
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
