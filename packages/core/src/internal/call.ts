@@ -29,6 +29,7 @@ import {
 import type { FairWaiter, Waiter } from "./admission.ts"
 import { type Breaker, PROBE, REJECT } from "./breaker.ts"
 import type { Entry, HeapNode, Lane } from "./deadlines.ts"
+import { type FaultKind, take } from "./faults.ts"
 import { countError, durationCell, handlesOf, okCell } from "./metricHandles.ts"
 import type { EngineState, ProjectEngine, TenancyState } from "./state.ts"
 
@@ -106,6 +107,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   granted = false
   /** The attempt failed in this process before sending (see `threw`): not retried. */
   local = false
+  /** An injected fault that `run` applies (tests only). */
+  fault: FaultKind | undefined = undefined
   readonly g: TenancyState
   readonly pe: ProjectEngine<any, E>
   readonly op: Operation<any>
@@ -180,6 +183,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   begin(t: number) {
     const pe = this.pe
     if (this.g.shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
+    if (pe.rt.fault !== undefined && this.first === undefined && this.injected(t)) return
     // Breakers first: an open circuit rejects at once rather than after a wait in a queue. The target's first,
     // so that a project's breaker does not turn half-open (and burn its probe) while the whole target is down.
     const q = pe.ts.breaker.admit(t)
@@ -260,7 +264,19 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.ts.running++
     pe.ts.startedSum += startedAt
     if (this.expiry !== undefined) this.granted = true
-    this.runner(pe, this)
+    if (this.fault === undefined) return this.runner(pe, this)
+    // An injected fault: no driver call (the attempt times out), or a driver call made late.
+    if (this.fault._tag === "Latency") {
+      g.fork(
+        Effect.as(Effect.sleep(Duration.millis(this.fault.millis)), undefined).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              if (this.state === RUNNING) this.runner(pe, this)
+            })
+          )
+        )
+      )
+    }
   }
 
   /** The attempt finished (success or the engine's error). */
@@ -417,6 +433,30 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     this.g.deadlines.cancel(this)
     this.releaseProbes()
     this.finish(Effect.fail(new ShuttingDown({ engine: this.pe.es.engine })))
+  }
+
+  /**
+   * Applies an injected fault (tests only). Returns true when the call ended here; otherwise the call goes on, with
+   * `fault` set for `run` (Timeout: the driver is not called, so the attempt times out; Latency: it is called late).
+   */
+  private injected(t: number): boolean {
+    const kind = take(this.pe.rt.fault!, this.pe.es.engine, this.op.name)
+    if (kind === undefined) return false
+    switch (kind._tag) {
+      case "Overloaded":
+        this.overloaded("project", "queue-full", kind.retryAfterMillis)
+        return true
+      case "UnknownOutcome":
+        this.finish(Effect.fail(this.unknownOutcome(new Error("injected fault"))))
+        return true
+      case "CircuitOpen":
+        this.pe.breaker.trip(t)
+        return false
+      case "Timeout":
+      case "Latency":
+        this.fault = kind
+        return false
+    }
   }
 
   /** Frees the running attempt's slots and counters. */

@@ -51,6 +51,7 @@ const createRuntime = (g: TenancyState, id: ProjectId.ProjectId): Effect.Effect<
       if (live !== undefined) return live
       const rt = new ProjectRuntime(g, id, config, g.tiers.get(config.tier), g.now(), Scope.forkUnsafe(g.runtimes))
       assignLabel(g, rt)
+      rt.fault = g.faults.get(id)
       g.projects.set(id, rt)
       return rt
     }),

@@ -30,6 +30,7 @@ import { Bulkhead, type FairBudget } from "./admission.ts"
 import type { Breaker } from "./breaker.ts"
 import { Deadlines } from "./deadlines.ts"
 import { Emitter } from "./events.ts"
+import type { FaultPlan } from "./faults.ts"
 import type { CounterCell, HistogramCell } from "./series.ts"
 
 /** Options resolved once, when the service is built. @internal */
@@ -76,7 +77,12 @@ export interface TenancyState {
   /** Completed when `inFlight` drops to zero during shutdown. */
   drained: Deferred.Deferred<void> | undefined
   labeledProjects: number
+  /** Faults injected per project id (see `Faults.ts`); copied to a runtime's `fault` when it is created. */
+  readonly faults: Map<string, FaultPlan>
 }
+
+/** The state behind each tenancy service, for the modules that extend it from outside (`Faults.ts`). @internal */
+export const states = new WeakMap<object, TenancyState>()
 
 /** A registered engine. @internal */
 export interface EngineState<B, E> {
@@ -174,6 +180,8 @@ export class ProjectRuntime implements ProjectHandle {
   readonly retired: Array<ProjectEngine<any, any>> = []
   /** The `project_id` label value, when the project label is on. */
   labelSlot: string | undefined = undefined
+  /** A fault injected into this project's calls (tests only; see `Faults.ts`). */
+  fault: FaultPlan | undefined = undefined
   constructor(
     owner: TenancyState,
     id: ProjectId,
@@ -294,6 +302,7 @@ export const makeState = (
       inFlight: 0,
       shuttingDown: false,
       drained: undefined,
-      labeledProjects: 0
+      labeledProjects: 0,
+      faults: new Map()
     }
   })
