@@ -25,6 +25,7 @@ import {
   type ProjectNotFound
 } from "../Errors.ts"
 import * as ProjectId from "../ProjectId.ts"
+import * as Target from "../Target.ts"
 import { engineIndex, engines, type TierName } from "../Vocabulary.ts"
 import { FairBudget } from "./admission.ts"
 import { type Breaker, HALF_OPEN, OPEN } from "./breaker.ts"
@@ -134,6 +135,8 @@ export const ensureEngine = <B, E>(
         es.engine,
         new FairBudget(Math.max(1, es.adapter.targetCapacity(target)))
       )
+      ts.id = Target.id(target)
+      ts.ownCapacity = ts.budget.capacity
       ts.breaker = targetBreaker(g, es, ts)
       es.targets.set(target.key, ts)
     }

@@ -79,6 +79,18 @@ export interface TenancyState {
   labeledProjects: number
   /** Faults injected per project id (see `Faults.ts`); copied to a runtime's `fault` when it is created. */
   readonly faults: Map<string, FaultPlan>
+  /** Listeners of this process's target breaker transitions (see `Coordination.ts`). */
+  readonly breakerListeners: Set<(change: TargetBreakerChange) => void>
+}
+
+/** A target breaker's transition, as reported to other processes. @internal */
+export interface TargetBreakerChange {
+  readonly engine: Engine
+  readonly targetId: string
+  readonly label: string
+  readonly state: "open" | "half-open" | "closed"
+  /** Until when it stays open (open only). */
+  readonly untilMillis: number | undefined
 }
 
 /** The state behind each tenancy service, for the modules that extend it from outside (`Faults.ts`). @internal */
@@ -139,6 +151,14 @@ export class TargetState {
   healthy: boolean | undefined = undefined
   /** The tier under which the breaker's state is counted now (`EngineState.targetBreakers`). */
   breakerTier: TierName = "FREE"
+  /** The engine's own capacity for the target (the budget's capacity without a fleet's cap). */
+  ownCapacity = 1
+  /** A stable id of the target for other processes (a hash of `key`; see `Coordination.targetId`). */
+  id = ""
+  /** The breaker was opened by another process's report (that process probes; see `Coordination.ts`). */
+  remoteOpen = false
+  /** Set while a remote report is applied, so the transition is not reported back. */
+  applyingRemote = false
   /** Mean attempt duration (0 until the first completes), attempts running, and the sum of their start times. */
   ewmaMillis = 0
   running = 0
@@ -303,6 +323,7 @@ export const makeState = (
       shuttingDown: false,
       drained: undefined,
       labeledProjects: 0,
-      faults: new Map()
+      faults: new Map(),
+      breakerListeners: new Set()
     }
   })
