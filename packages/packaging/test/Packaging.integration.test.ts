@@ -123,117 +123,129 @@ describe("the packed packages in a project outside the repository", () => {
     if (work !== "") fs.rmSync(work, { recursive: true, force: true })
   })
 
-  it("each tarball holds compiled JavaScript, declarations and the README: no sources, no tests", () => {
-    assert.sameMembers(
-      packed.map((p) => p.name),
-      publicPackages.map((name) => `@tenantpool/${name}`)
-    )
-    for (const p of packed) {
-      const dir = path.join(root, "packages", p.name.replace("@tenantpool/", ""))
-      const files = p.files.map((f) => f.path)
-      const unexpected = files.filter(
-        (file) =>
-          !(file === "package.json" || file === "README.md") &&
-          !(file.startsWith("dist/") && (file.endsWith(".js") || file.endsWith(".d.ts"))) &&
-          !(p.name === "@tenantpool/pg" && /^migrations\/(psql\/)?[\w.-]+\.sql$/.test(file)) &&
-          !(p.name === "@tenantpool/prometheus" && /^grafana\/[\w.-]+\.json$/.test(file))
+  it(
+    "each tarball holds compiled JavaScript, declarations and the README: no sources, no tests",
+    { timeout: 30_000 },
+    () => {
+      assert.sameMembers(
+        packed.map((p) => p.name),
+        publicPackages.map((name) => `@tenantpool/${name}`)
       )
-      assert.deepStrictEqual(unexpected, [], `${p.name} ships files users do not need`)
-      assert.isFalse(
-        files.some((file) => /(^|\/)test\/|\.test\./.test(file)),
-        `${p.name} ships tests`
-      )
-      for (const source of fs.readdirSync(path.join(dir, "src")).filter((f) => f.endsWith(".ts"))) {
-        const module = source.slice(0, -3)
-        assert.include(files, `dist/${module}.js`, `${p.name}: ${module}`)
-        assert.include(files, `dist/${module}.d.ts`, `${p.name}: ${module}`)
-      }
-      const manifest = JSON.parse(
-        fs.readFileSync(path.join(app, "node_modules", p.name, "package.json"), "utf8")
-      ) as Record<string, Record<string, string> | undefined>
-      assert.strictEqual(manifest.peerDependencies?.effect, "^4.1.0", `${p.name}: effect is a peer`)
-      for (const [dep, range] of Object.entries({ ...manifest.dependencies, ...manifest.peerDependencies })) {
-        assert.notStrictEqual(range, "*", `${p.name} depends on ${dep}@*`)
-        if (dep.startsWith("@effect/") || dep === "effect" || dep.startsWith("@tenantpool/")) {
-          assert.notProperty(manifest.dependencies ?? {}, dep, `${p.name}: ${dep} must be a peer dependency`)
+      for (const p of packed) {
+        const dir = path.join(root, "packages", p.name.replace("@tenantpool/", ""))
+        const files = p.files.map((f) => f.path)
+        const unexpected = files.filter(
+          (file) =>
+            !(file === "package.json" || file === "README.md") &&
+            !(file.startsWith("dist/") && (file.endsWith(".js") || file.endsWith(".d.ts"))) &&
+            !(p.name === "@tenantpool/pg" && /^migrations\/(psql\/)?[\w.-]+\.sql$/.test(file)) &&
+            !(p.name === "@tenantpool/prometheus" && /^grafana\/[\w.-]+\.json$/.test(file))
+        )
+        assert.deepStrictEqual(unexpected, [], `${p.name} ships files users do not need`)
+        assert.isFalse(
+          files.some((file) => /(^|\/)test\/|\.test\./.test(file)),
+          `${p.name} ships tests`
+        )
+        for (const source of fs.readdirSync(path.join(dir, "src")).filter((f) => f.endsWith(".ts"))) {
+          const module = source.slice(0, -3)
+          assert.include(files, `dist/${module}.js`, `${p.name}: ${module}`)
+          assert.include(files, `dist/${module}.d.ts`, `${p.name}: ${module}`)
+        }
+        const manifest = JSON.parse(
+          fs.readFileSync(path.join(app, "node_modules", p.name, "package.json"), "utf8")
+        ) as Record<string, Record<string, string> | undefined>
+        assert.strictEqual(manifest.peerDependencies?.effect, "^4.1.0", `${p.name}: effect is a peer`)
+        for (const [dep, range] of Object.entries({ ...manifest.dependencies, ...manifest.peerDependencies })) {
+          assert.notStrictEqual(range, "*", `${p.name} depends on ${dep}@*`)
+          if (dep.startsWith("@effect/") || dep === "effect" || dep.startsWith("@tenantpool/")) {
+            assert.notProperty(manifest.dependencies ?? {}, dep, `${p.name}: ${dep} must be a peer dependency`)
+          }
         }
       }
     }
-  })
+  )
 
-  it("Node imports every public module from node_modules, and internal/ is not exported", async () => {
-    fs.writeFileSync(
-      path.join(app, "imports.mjs"),
-      [
-        'import * as fs from "node:fs"',
-        "const failures = []",
-        "let imported = 0",
-        'for (const pkg of fs.readdirSync("node_modules/@tenantpool")) {',
-        "  for (const file of fs.readdirSync(`node_modules/@tenantpool/${pkg}/dist`)) {",
-        '    if (!file.endsWith(".js")) continue',
-        "    try { await import(`@tenantpool/${pkg}/${file.slice(0, -3)}`); imported++ }",
-        "    catch (e) { failures.push(`@tenantpool/${pkg}/${file.slice(0, -3)}: ${e.code ?? ''} ${e.message}`) }",
-        "  }",
-        "}",
-        'const internal = fs.readdirSync("node_modules/@tenantpool/core/dist/internal").find((f) => f.endsWith(".js"))',
-        "let hidden",
-        "try { await import(`@tenantpool/core/internal/${internal.slice(0, -3)}`); hidden = 'imported' }",
-        "catch (e) { hidden = e.code }",
-        "console.log(JSON.stringify({ imported, failures, hidden }))"
-      ].join("\n")
-    )
-    const result = await run(process.execPath, ["imports.mjs"], { cwd: app, env: userEnv() })
-    assert.strictEqual(result.code, 0, describeRun("node imports.mjs", result))
-    const report = JSON.parse(result.stdout) as { imported: number; failures: Array<string>; hidden: string }
-    assert.deepStrictEqual(report.failures, [])
-    assert.isAbove(report.imported, 30)
-    assert.strictEqual(report.hidden, "ERR_PACKAGE_PATH_NOT_EXPORTED")
-  })
+  it(
+    "Node imports every public module from node_modules, and internal/ is not exported",
+    { timeout: 60_000 },
+    async () => {
+      fs.writeFileSync(
+        path.join(app, "imports.mjs"),
+        [
+          'import * as fs from "node:fs"',
+          "const failures = []",
+          "let imported = 0",
+          'for (const pkg of fs.readdirSync("node_modules/@tenantpool")) {',
+          "  for (const file of fs.readdirSync(`node_modules/@tenantpool/${pkg}/dist`)) {",
+          '    if (!file.endsWith(".js")) continue',
+          "    try { await import(`@tenantpool/${pkg}/${file.slice(0, -3)}`); imported++ }",
+          "    catch (e) { failures.push(`@tenantpool/${pkg}/${file.slice(0, -3)}: ${e.code ?? ''} ${e.message}`) }",
+          "  }",
+          "}",
+          'const internal = fs.readdirSync("node_modules/@tenantpool/core/dist/internal").find((f) => f.endsWith(".js"))',
+          "let hidden",
+          "try { await import(`@tenantpool/core/internal/${internal.slice(0, -3)}`); hidden = 'imported' }",
+          "catch (e) { hidden = e.code }",
+          "console.log(JSON.stringify({ imported, failures, hidden }))"
+        ].join("\n")
+      )
+      const result = await run(process.execPath, ["imports.mjs"], { cwd: app, env: userEnv() })
+      assert.strictEqual(result.code, 0, describeRun("node imports.mjs", result))
+      const report = JSON.parse(result.stdout) as { imported: number; failures: Array<string>; hidden: string }
+      assert.deepStrictEqual(report.failures, [])
+      assert.isAbove(report.imported, 30)
+      assert.strictEqual(report.hidden, "ERR_PACKAGE_PATH_NOT_EXPORTED")
+    }
+  )
 
-  it("the README's example and every public module type-check under strict settings", async () => {
-    fs.writeFileSync(
-      path.join(app, "tsconfig.json"),
-      JSON.stringify({
-        compilerOptions: {
-          target: "ES2023",
-          lib: ["ES2023"],
-          module: "NodeNext",
-          moduleResolution: "NodeNext",
-          types: ["node"],
-          strict: true,
-          exactOptionalPropertyTypes: true,
-          noUncheckedIndexedAccess: true,
-          verbatimModuleSyntax: true,
-          skipLibCheck: false,
-          noEmit: true
-        },
-        include: ["*.ts"]
-      })
-    )
-    fs.writeFileSync(path.join(app, "example.ts"), readmeExample())
-    // One namespace import per public module, so every declaration file we ship is checked.
-    const modules = packed.flatMap((p) =>
-      p.files
-        .map((f) => f.path)
-        .filter((file) => /^dist\/[A-Z]\w*\.d\.ts$/.test(file))
-        .map((file) => `${p.name}/${file.slice("dist/".length, -".d.ts".length)}`)
-    )
-    fs.writeFileSync(
-      path.join(app, "modules.ts"),
-      modules.map((specifier, i) => `import * as M${i} from "${specifier}"`).join("\n") +
-        `\nexport const modules = [${modules.map((_, i) => `M${i}`).join(", ")}]\n`
-    )
-    const tsc = path.join(app, "node_modules", "typescript", "bin", "tsc")
-    const result = await run(process.execPath, [tsc, "-p", ".", "--pretty", "false"], { cwd: app, env: userEnv() })
-    const diagnostics = result.stdout.split("\n").filter((line) => /(^|: )error TS\d+/.test(line))
-    // skipLibCheck is off, so third-party declarations are checked too (ioredis's own need @types it does not
-    // install); only diagnostics in our declarations or the user's files count.
-    const ours = diagnostics.filter(
-      (line) => !line.startsWith("node_modules/") || line.startsWith("node_modules/@tenantpool/")
-    )
-    assert.deepStrictEqual(ours, [], describeRun("tsc", result))
-    assert.isTrue(result.code === 0 || diagnostics.length > 0, describeRun("tsc", result))
-  })
+  it(
+    "the README's example and every public module type-check under strict settings",
+    { timeout: 180_000 },
+    async () => {
+      fs.writeFileSync(
+        path.join(app, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: {
+            target: "ES2023",
+            lib: ["ES2023"],
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            types: ["node"],
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            verbatimModuleSyntax: true,
+            skipLibCheck: false,
+            noEmit: true
+          },
+          include: ["*.ts"]
+        })
+      )
+      fs.writeFileSync(path.join(app, "example.ts"), readmeExample())
+      // One namespace import per public module, so every declaration file we ship is checked.
+      const modules = packed.flatMap((p) =>
+        p.files
+          .map((f) => f.path)
+          .filter((file) => /^dist\/[A-Z]\w*\.d\.ts$/.test(file))
+          .map((file) => `${p.name}/${file.slice("dist/".length, -".d.ts".length)}`)
+      )
+      fs.writeFileSync(
+        path.join(app, "modules.ts"),
+        modules.map((specifier, i) => `import * as M${i} from "${specifier}"`).join("\n") +
+          `\nexport const modules = [${modules.map((_, i) => `M${i}`).join(", ")}]\n`
+      )
+      const tsc = path.join(app, "node_modules", "typescript", "bin", "tsc")
+      const result = await run(process.execPath, [tsc, "-p", ".", "--pretty", "false"], { cwd: app, env: userEnv() })
+      const diagnostics = result.stdout.split("\n").filter((line) => /(^|: )error TS\d+/.test(line))
+      // skipLibCheck is off, so third-party declarations are checked too (ioredis's own need @types it does not
+      // install); only diagnostics in our declarations or the user's files count.
+      const ours = diagnostics.filter(
+        (line) => !line.startsWith("node_modules/") || line.startsWith("node_modules/@tenantpool/")
+      )
+      assert.deepStrictEqual(ours, [], describeRun("tsc", result))
+      assert.isTrue(result.code === 0 || diagnostics.length > 0, describeRun("tsc", result))
+    }
+  )
 
   it.live(
     "the README's example runs against a real Redis",
