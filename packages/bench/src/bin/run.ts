@@ -132,7 +132,9 @@ const main = async () => {
         urls: Object.fromEntries(w.servers.map((k) => [k, urls[k]!]))
       }
       try {
-        const rows = await runOne(w.name, ctx, execArgv, (message) => progressLine(`${head}: ${message}`))
+        const rows = await runOne(w.name, ctx, execArgv, (message) =>
+          progressLine(`${head} +${((performance.now() - t0) / 1000).toFixed(1)} s: ${message}`)
+        )
         for (const row of rows) reported.push({ ...row, verdict: verdict(row), load: Math.round(load * 100) / 100 })
         progressLine(`${head}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, true)
       } catch (error) {

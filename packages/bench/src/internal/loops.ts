@@ -110,8 +110,16 @@ export const effectLoops = <E, R>(
     )
   })
 
-/** A variant to measure: runs one round, `inflight` in flight. @internal */
-export type Variant = readonly [name: string, run: (inflight: number) => Promise<Sample>]
+/**
+ * A variant to measure: runs one round, `inflight` in flight, for `share` of the round's time (the warm-up round
+ * is shorter).
+ *
+ * @internal
+ */
+export type Variant = readonly [name: string, run: (inflight: number, share: number) => Promise<Sample>]
+
+// The warm-up round's length, as a share of a measured round's.
+const warmUpShare = 0.5
 
 /** Samples per `name@inflight`. @internal */
 export type Samples = Map<string, Array<Sample>>
@@ -134,7 +142,7 @@ export const interleave = async (
     for (const inflight of inflights) {
       for (const [name, run] of order) {
         progress(`${r < 0 ? "warm-up" : `round ${r + 1}/${rounds}`} @${inflight} ${name}`)
-        const sample = await run(inflight)
+        const sample = await run(inflight, r < 0 ? warmUpShare : 1)
         if (r < 0) continue
         const key = `${name}@${inflight}`
         const list = samples.get(key) ?? []

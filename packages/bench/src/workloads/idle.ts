@@ -15,7 +15,7 @@ const handles = () => (process as unknown as { _getActiveHandles(): Array<unknow
 
 /** @internal */
 export const run: Run = async (ctx) => {
-  const projects = ctx.quick ? 20_000 : 100_000
+  const projects = ctx.quick ? 10_000 : 100_000
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error("idle: run with node --expose-gc")
   const heap = () => {

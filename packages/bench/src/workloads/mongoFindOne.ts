@@ -57,12 +57,12 @@ export const run: Run = async (ctx) => {
     )
   )
   await guard.run(Effect.flatMap(MemoryRegistry, (r) => r.register({ id: project, tier: "PRO", mongodb: url })))
-  const guardRound = (n: number) =>
+  const guardRound = (n: number, k: number) =>
     guard.run(
       Effect.gen(function* () {
         const tenancy = yield* Tenancy.Tenancy
         const coll = (yield* MongoEngine.MongoEngine).collection<{ n: number; payload: string }>("items")
-        return yield* effectLoops(n, ctx.seconds, (i) => coll.findOne({ _id: id(i) })).pipe(
+        return yield* effectLoops(n, ctx.seconds * k, (i) => coll.findOne({ _id: id(i) })).pipe(
           tenancy.withProject(project)
         )
       })
@@ -70,13 +70,14 @@ export const run: Run = async (ctx) => {
   const spec = specProject(specMetrics(), "mongodb", project, "PRO", { _tag: "shared", conn: items })
 
   const variants: ReadonlyArray<Variant> = [
-    ["raw", (n) => promiseLoops(n, ctx.seconds, (i) => items.findOne({ _id: id(i) }))],
+    ["raw", (n, k) => promiseLoops(n, ctx.seconds * k, (i) => items.findOne({ _id: id(i) }))],
     [
       "effect-raw",
-      (n) => Effect.runPromise(effectLoops(n, ctx.seconds, (i) => Effect.promise(() => items.findOne({ _id: id(i) }))))
+      (n, k) =>
+        Effect.runPromise(effectLoops(n, ctx.seconds * k, (i) => Effect.promise(() => items.findOne({ _id: id(i) }))))
     ],
     ["guard", guardRound],
-    ["spec", (n) => promiseLoops(n, ctx.seconds, (i) => spec.call("findOne", (c) => c.findOne({ _id: id(i) })))]
+    ["spec", (n, k) => promiseLoops(n, ctx.seconds * k, (i) => spec.call("findOne", (c) => c.findOne({ _id: id(i) })))]
   ]
   const inflights = [10, 100]
   const samples = await interleave(variants, inflights, ctx.rounds, ctx.progress)

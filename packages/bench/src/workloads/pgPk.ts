@@ -86,7 +86,7 @@ export const run: Run = async (ctx) => {
     stacks.push(s)
     const sql = Context.get(s.context, SqlClient.SqlClient)
     await s.run(warm(sql))
-    return (n: number) => s.run(effectLoops(n, ctx.seconds, () => lookup(sql)))
+    return (n: number, k: number) => s.run(effectLoops(n, ctx.seconds * k, () => lookup(sql)))
   }
   const guardRound = async (multiplex: boolean | undefined) => {
     const s = await guardStack(multiplex)
@@ -95,14 +95,14 @@ export const run: Run = async (ctx) => {
     const sql = Context.get(s.context, SqlClient.SqlClient)
     const as = Context.get(s.context, Tenancy.Tenancy).withProject(project)
     await s.run(as(warm(sql)))
-    return (n: number) => s.run(as(effectLoops(n, ctx.seconds, () => lookup(sql))))
+    return (n: number, k: number) => s.run(as(effectLoops(n, ctx.seconds * k, () => lookup(sql))))
   }
   // The spec's design: the driver's own pool (raw sql-pg, multiplexed), an opossum breaker and prom-client metrics.
   const specSql = Context.get((await rawStack(url, true).then((s) => (stacks.push(s), s))).context, SqlClient.SqlClient)
   const spec = specProject(specMetrics(), "postgres", project, "PRO", { _tag: "shared", conn: specSql })
-  const specRun = (n: number) =>
+  const specRun = (n: number, k: number) =>
     Effect.runPromise(
-      effectLoops(n, ctx.seconds, () =>
+      effectLoops(n, ctx.seconds * k, () =>
         Effect.promise(() => spec.call("select", (sql) => Effect.runPromise(lookup(sql))))
       )
     )

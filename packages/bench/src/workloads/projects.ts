@@ -33,13 +33,13 @@ export const run: Run = async (ctx) => {
       })
     })
   )
-  const round = (count: number) => (n: number) =>
+  const round = (count: number) => (n: number, k: number) =>
     stack.run(
       Effect.gen(function* () {
         const tenancy = yield* Tenancy.Tenancy
         const redis = yield* RedisEngine.RedisEngine
         let next = 0
-        return yield* effectLoops(n, ctx.seconds, () => {
+        return yield* effectLoops(n, ctx.seconds * k, () => {
           const id = ids[next++ % count]!
           return redis.get("bench:key").pipe(tenancy.withProject(id))
         })

@@ -71,25 +71,28 @@ export const run: Run = async (ctx) => {
       c.disconnect()
     }
   })
-  const guardRound = (g: (typeof guards)[number]) => (n: number) =>
+  const guardRound = (g: (typeof guards)[number]) => (n: number, k: number) =>
     g.run(
       Effect.gen(function* () {
         const redis = yield* RedisEngine.RedisEngine
         const tenancy = yield* Tenancy.Tenancy
-        return yield* effectLoops(n, ctx.seconds, () => redis.get(key)).pipe(tenancy.withProject(project))
+        return yield* effectLoops(n, ctx.seconds * k, () => redis.get(key)).pipe(tenancy.withProject(project))
       })
     )
   const variants: ReadonlyArray<Variant> = [
-    ["raw", (n) => promiseLoops(n, ctx.seconds, () => raw.get(rawKey))],
-    ["raw+ap", (n) => promiseLoops(n, ctx.seconds, () => rawAp.get(rawKey))],
-    ["effect-raw", (n) => Effect.runPromise(effectLoops(n, ctx.seconds, () => Effect.promise(() => raw.get(rawKey))))],
+    ["raw", (n, k) => promiseLoops(n, ctx.seconds * k, () => raw.get(rawKey))],
+    ["raw+ap", (n, k) => promiseLoops(n, ctx.seconds * k, () => rawAp.get(rawKey))],
+    [
+      "effect-raw",
+      (n, k) => Effect.runPromise(effectLoops(n, ctx.seconds * k, () => Effect.promise(() => raw.get(rawKey))))
+    ],
     [
       "effect-raw+ap",
-      (n) => Effect.runPromise(effectLoops(n, ctx.seconds, () => Effect.promise(() => rawAp.get(rawKey))))
+      (n, k) => Effect.runPromise(effectLoops(n, ctx.seconds * k, () => Effect.promise(() => rawAp.get(rawKey))))
     ],
     ["guard", guardRound(guards[0])],
     ["guard+ap", guardRound(guards[1])],
-    ["spec", (n) => promiseLoops(n, ctx.seconds, () => spec.call("get", (c) => c.get(rawKey)))]
+    ["spec", (n, k) => promiseLoops(n, ctx.seconds * k, () => spec.call("get", (c) => c.get(rawKey)))]
   ]
   const inflights = [1, 50, 500]
   const samples = await interleave(variants, inflights, ctx.rounds, ctx.progress)
