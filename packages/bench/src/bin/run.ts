@@ -86,7 +86,34 @@ const runOne = (
     )
   })
 
+const usage = `npm run bench [-- --quick] [--json FILE] [--markdown FILE] [--only a,b] [--seconds S] [--rounds N]
+                 [--cpu-prof DIR] [--list] [--help]`
+const flags = new Set(["quick", "list", "help"])
+const options = new Set(["json", "markdown", "only", "seconds", "rounds", "cpu-prof"])
+
+// An unknown argument stops the run before it starts (a typo would otherwise cost a full run with its defaults).
+const checkArguments = (args: ReadonlyArray<string>): string | undefined => {
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!.startsWith("--") ? args[i]!.slice(2) : undefined
+    if (name !== undefined && flags.has(name)) continue
+    if (name !== undefined && options.has(name)) {
+      if (args[i + 1] === undefined || args[i + 1]!.startsWith("--")) return `--${name} needs a value`
+      i++
+      continue
+    }
+    return `unknown argument ${JSON.stringify(args[i])}`
+  }
+  return undefined
+}
+
 const main = async () => {
+  if (flag("help")) return void console.log(usage)
+  const bad = checkArguments(process.argv.slice(2))
+  if (bad !== undefined) {
+    console.error(`${bad}\n${usage}`)
+    process.exitCode = 2
+    return
+  }
   if (flag("list")) {
     for (const w of workloads) console.log(`${w.name.padEnd(20)} ${w.description}`)
     return
