@@ -20,6 +20,7 @@ import * as RedisEngine from "@tenantpool/redis/RedisEngine"
 import * as MongoRoutes from "./MongoRoutes.ts"
 import * as PgRoutes from "./PgRoutes.ts"
 import * as RedisRoutes from "./RedisRoutes.ts"
+import * as Routing from "./Routing.ts"
 import * as StatusRoutes from "./StatusRoutes.ts"
 
 /**
@@ -53,6 +54,11 @@ export const routes = (options: Pick<Options, "knownProjects">) =>
     MongoRoutes.layer,
     StatusRoutes.layer({ knownProjects: options.knownProjects, engines: served }),
     PrometheusExporter.layerRoute()
+  ).pipe(
+    // Every route is recorded in the index as it is added, so 405 answers know each path's methods.
+    Layer.provide(Routing.layerIndexed),
+    Layer.merge(Routing.layerFallback),
+    Layer.provide(Routing.layerIndex)
   )
 
 /**
@@ -74,7 +80,18 @@ export const engines = (options: Pick<Options, "tenancy" | "tiers">) =>
  * @since 0.1.0
  */
 export const layer = (options: Options): Layer.Layer<never, unknown, ProjectRegistry> =>
-  HttpRouter.serve(routes(options), { disableLogger: options.requestLog !== true }).pipe(
+  HttpRouter.serve(routes(options), {
+    disableLogger: options.requestLog !== true,
+    routerConfig: { maxParamLength: Routing.maxParamLength }
+  }).pipe(
     Layer.provide(engines(options)),
-    Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" }))
+    Layer.provide(
+      NodeHttpServer.layer(
+        () => Routing.withJsonClientErrors(createServer({ maxHeaderSize: Routing.maxHeaderBytes })),
+        {
+          port: options.port,
+          host: options.host ?? "127.0.0.1"
+        }
+      )
+    )
   ) as Layer.Layer<never, unknown, ProjectRegistry>

@@ -15,6 +15,7 @@ import { specName } from "@tenantpool/core/Events"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import { handle } from "./ErrorResponses.ts"
+import * as Input from "./Input.ts"
 
 /**
  * The projects the status page lists even while idle (the demo registers a handful).
@@ -99,8 +100,7 @@ export const layer = (options?: StatusOptions | undefined) =>
         "/projects/:projectId/health",
         handle(
           Effect.gen(function* () {
-            const params = yield* HttpRouter.params
-            const projectId = params["projectId"] ?? ""
+            const projectId = yield* Input.projectId
             const results = yield* Effect.forEach(
               served,
               (engine) =>
