@@ -14,6 +14,7 @@ import * as Schema from "effect/Schema"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { MongoEngine } from "@tenantpool/mongodb/MongoEngine"
 import { handle } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
 import { type BodySpec, projectId, readJson, readQuery } from "./Input.ts"
 
 const NewDocument = Schema.Struct({
@@ -49,6 +50,12 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const mongo = yield* MongoEngine
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page.
+    const as =
+      (project: string) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        self.pipe(recorded(history, project, "mongodb"), tenancy.withProject(project))
     const docs = mongo.collection<Doc>("documents")
     yield* router.add(
       "POST",
@@ -57,7 +64,7 @@ export const layer = HttpRouter.use(
         Effect.gen(function* () {
           const project = yield* projectId
           const body = yield* readJson(NewDocument, newDocument)
-          const result = yield* docs.insertOne({ ...body }).pipe(tenancy.withProject(project))
+          const result = yield* docs.insertOne({ ...body }).pipe(as(project))
           return HttpServerResponse.jsonUnsafe({ id: String(result.insertedId) }, { status: 201 })
         })
       )
@@ -71,7 +78,7 @@ export const layer = HttpRouter.use(
           const query = yield* readQuery(ListQuery, "category must be 1-40 characters of a-z 0-9 -")
           const found = yield* docs
             .find(query.category === undefined ? {} : { category: query.category }, { sort: { score: -1 }, limit: 50 })
-            .pipe(tenancy.withProject(project))
+            .pipe(as(project))
           return HttpServerResponse.jsonUnsafe({
             documents: found.map((d) => ({
               id: String((d as { _id?: unknown })._id),
@@ -99,7 +106,7 @@ export const layer = HttpRouter.use(
               ])
             ],
             { concurrency: 2 }
-          ).pipe(tenancy.withProject(project))
+          ).pipe(as(project))
           const totalOf = new Map(totals.map((t) => [t._id, t.total]))
           const groups = counts
             .map((c) => ({ _id: c._id, count: c.count, total: totalOf.get(c._id) ?? 0 }))

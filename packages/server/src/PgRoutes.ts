@@ -17,6 +17,7 @@ import { SqlClient } from "effect/sql"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import * as PgError from "@tenantpool/pg/PgError"
 import { badRequest, handle, notFound } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
 import { type BodySpec, projectId, readJson } from "./Input.ts"
 
 const NewItem = Schema.Struct({
@@ -72,10 +73,12 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const sql = yield* SqlClient.SqlClient
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page (after unwrapping, so the guard's refusals count as refusals).
     const as =
       (project: string) =>
       <A, E, R>(self: Effect.Effect<A, E, R>) =>
-        self.pipe(PgError.unwrapGuardErrors, tenancy.withProject(project))
+        self.pipe(PgError.unwrapGuardErrors, recorded(history, project, "postgres"), tenancy.withProject(project))
     yield* router.add(
       "POST",
       "/projects/:projectId/items",

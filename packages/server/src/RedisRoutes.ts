@@ -17,6 +17,7 @@ import * as Schema from "effect/Schema"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { RedisEngine } from "@tenantpool/redis/RedisEngine"
 import { count, handle, notFound } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
 import { type BodySpec, maxValueLength, projectAndKey, readJson, readQuery } from "./Input.ts"
 
 const maxTtl = 86_400 * 30
@@ -47,13 +48,19 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const redis = yield* RedisEngine
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page; a blocking pop waits by design, so its time is not latency.
+    const as =
+      (projectId: string, options?: { readonly latency?: boolean }) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        self.pipe(recorded(history, projectId, "redis", options), tenancy.withProject(projectId))
     yield* router.add(
       "GET",
       "/projects/:projectId/kv/:key",
       handle(
         Effect.gen(function* () {
           const { key, projectId } = yield* projectAndKey
-          const value = yield* redis.get(key).pipe(tenancy.withProject(projectId))
+          const value = yield* redis.get(key).pipe(as(projectId))
           if (value === null) return yield* Effect.fail(notFound(`no value for key "${key}"`))
           return HttpServerResponse.jsonUnsafe({ key, value })
         })
@@ -68,7 +75,7 @@ export const layer = HttpRouter.use(
           const body = yield* readJson(PutBody, putBody)
           yield* redis
             .set(key, body.value, body.ttlSeconds === undefined ? undefined : { ttl: `${body.ttlSeconds} seconds` })
-            .pipe(tenancy.withProject(projectId))
+            .pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, stored: true })
         })
       )
@@ -79,7 +86,7 @@ export const layer = HttpRouter.use(
       handle(
         Effect.gen(function* () {
           const { key, projectId } = yield* projectAndKey
-          const deleted = yield* redis.del(key).pipe(tenancy.withProject(projectId))
+          const deleted = yield* redis.del(key).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, deleted })
         })
       )
@@ -90,7 +97,7 @@ export const layer = HttpRouter.use(
       handle(
         Effect.gen(function* () {
           const { key, projectId } = yield* projectAndKey
-          const value = yield* redis.incr(key).pipe(tenancy.withProject(projectId))
+          const value = yield* redis.incr(key).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, value })
         })
       )
@@ -102,7 +109,7 @@ export const layer = HttpRouter.use(
         Effect.gen(function* () {
           const { key, projectId } = yield* projectAndKey
           const body = yield* readJson(QueueBody, queueBody)
-          const length = yield* redis.rpush(key, body.value).pipe(tenancy.withProject(projectId))
+          const length = yield* redis.rpush(key, body.value).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, length })
         })
       )
@@ -114,7 +121,7 @@ export const layer = HttpRouter.use(
         Effect.gen(function* () {
           const { key, projectId } = yield* projectAndKey
           const query = yield* readQuery(WaitQuery, "wait must be a number of seconds from 0.1 to 30")
-          const popped = yield* redis.blpop([key], `${query.wait ?? 1} seconds`).pipe(tenancy.withProject(projectId))
+          const popped = yield* redis.blpop([key], `${query.wait ?? 1} seconds`).pipe(as(projectId, { latency: false }))
           if (popped._tag === "None") return yield* Effect.fail(notFound(`nothing arrived on "${key}"`))
           return HttpServerResponse.jsonUnsafe({ key, value: popped.value[1] })
         })
