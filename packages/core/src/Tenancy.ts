@@ -41,7 +41,7 @@ import { stateName } from "./internal/breaker.ts"
 import { registerEngine } from "./internal/guard.ts"
 import * as Health from "./internal/health.ts"
 import * as Runtimes from "./internal/runtimes.ts"
-import { makeState, type Settings, type TenancyState } from "./internal/state.ts"
+import { makeState, type Settings, states, type TenancyState } from "./internal/state.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Models
@@ -216,7 +216,7 @@ export const make = (
     if (settings.healthIntervalMillis > 0) g.fork(Health.healthLoop(g))
     g.fork(Runtimes.sweeper(g))
     yield* Effect.addFinalizer(() => Runtimes.shutdown(g))
-    return Tenancy.of({
+    const service = Tenancy.of({
       register: (adapter) => registerEngine(g, adapter, options?.breakers?.[adapter.engine]),
       withProject: (id) => Runtimes.withProject(g, id),
       acquireProject: (id) => Runtimes.acquireProject(g, id),
@@ -245,6 +245,8 @@ export const make = (
           return pe === undefined ? "closed" : stateName(pe.breaker.state)
         })
     })
+    states.set(service, g)
+    return service
   })
 
 const connections = (g: TenancyState): Array<ConnectionMetadata> => {

@@ -124,6 +124,24 @@ export class Breaker {
     if (this.admit(now) === PROBE) this.record(now, false, true)
   }
 
+  /**
+   * Opens the breaker until `until` because another process found the target down (cluster coordination): the
+   * open time is the other process's, and the backoff count is not touched.
+   */
+  holdOpen(now: number, until: number): void {
+    if (this.state === OPEN || until <= now) return
+    this.openUntil = until
+    this.lastOpenFor = until - now
+    this.probes = 0
+    this.probeSuccesses = 0
+    this.transition(OPEN)
+  }
+
+  /** Closes the breaker because another process's probe found the target answering (cluster coordination). */
+  forceClose(now: number): void {
+    if (this.state !== CLOSED) this.close(now)
+  }
+
   /** Forces the breaker open (used by health checks that find a target down). */
   trip(now: number): void {
     if (this.state !== OPEN) this.open(now)
