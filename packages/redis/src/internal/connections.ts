@@ -23,6 +23,7 @@ import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import type { AttemptSignal, PoolStats } from "@tenantpool/core/Engine"
 import type { Target } from "@tenantpool/core/Target"
 import { fromUnknown, RedisError } from "../RedisError.ts"
+import * as Pipelining from "./pipelining.ts"
 
 /** What every connection of the engine is opened with, and who may run scripts. */
 export interface Settings {
@@ -82,6 +83,8 @@ export const make = (settings: Settings): Connections => ({ settings, shared: ne
 /** A shared connection, how many bindings use it, and whether its last connection attempt failed. */
 export class SharedConnection {
   readonly conn: IORedis
+  /** Auto-pipelined, adaptively: written at once when the connection is idle (see `pipelining.ts`). */
+  readonly adaptive: boolean
   refs = 0
   /** Why the last connection attempt failed, until the connection is ready again. */
   lastError: RedisError | undefined = undefined
@@ -89,6 +92,7 @@ export class SharedConnection {
     undefined
   constructor(conn: IORedis) {
     this.conn = conn
+    this.adaptive = conn.options.enableAutoPipelining === true && Pipelining.supported(conn)
     conn.on("error", (e: unknown) => {
       if (conn.status === "ready") return
       this.lastError = unsent(fromUnknown("connect")(e))
@@ -298,20 +302,20 @@ export const dedicatedPool = (b: Binding): Effect.Effect<Pool.Pool<IORedis, Redi
  * waits, the attempt says so (`waitingFor`): should it time out then, nothing was sent and no breaker counts it.
  */
 export const send = <A>(b: Binding, signal: AttemptSignal, f: (conn: IORedis) => Promise<A>): Promise<A> => {
-  if (b.conn.status === "ready") return call(b.conn, f)
+  if (b.conn.status === "ready") return call(b.shared, f)
   if (b.shared.lastError !== undefined) return Promise.reject(b.shared.lastError)
   signal.waitingFor("shared connection")
   return b.shared.whenReady().then(() => {
     if (!signal.active) return Promise.reject(abandoned)
     signal.sending()
-    return call(b.conn, f)
+    return call(b.shared, f)
   })
 }
 
 // `f` throwing before it returns a promise sent nothing: the driver refused the call itself.
-const call = <A>(conn: IORedis, f: (conn: IORedis) => Promise<A>): Promise<A> => {
+const call = <A>(shared: SharedConnection, f: (conn: IORedis) => Promise<A>): Promise<A> => {
   try {
-    return f(conn)
+    return shared.adaptive ? Pipelining.issue(shared.conn, f) : f(shared.conn)
   } catch (e) {
     const error = fromUnknown("-")(e)
     return Promise.reject(
