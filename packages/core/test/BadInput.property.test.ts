@@ -21,8 +21,7 @@
  * - Errors: `isGuardError`, `isUnavailable`, `retryAfterMillis`. Events: `specName`. Engine: `isWrite`.
  *   Vocabulary: `higherTier`.
  *
- * Known core bugs are `it.fails` tests (`knownBug`), each with a comment naming the bug and what core must change
- * (core is not this suite's to change); `TENANTPOOL_KNOWN_BUGS=show` runs them as plain tests to print their failures.
+ * The bugs these properties found in core (14) are fixed; each property that found one says what it was.
  * Seeded: `TENANTPOOL_PROPERTY_SEED=<n>` replays another run; fast-check prints the seed of a failure.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -45,9 +44,6 @@ import * as Tier from "../src/Tier.ts"
 import { engines, tierNames } from "../src/Vocabulary.ts"
 import * as Fake from "./fixtures/FakeEngine.ts"
 
-// Known core bugs run as `it.fails`; `TENANTPOOL_KNOWN_BUGS=show` runs them as plain tests, to read their failures.
-const knownBug = process.env["TENANTPOOL_KNOWN_BUGS"] === "show" ? it.live : it.live.fails
-
 const canary = Canary.make()
 const c = canary.secret
 
@@ -68,14 +64,7 @@ const coreTags = [
   "QueryRejected"
 ] as const
 
-// InvalidProjectId echoes an invalid id that is short and printable: a known core bug with an `it.fails` test of its
-// own ("ProjectId.decode does not echo an invalid id that holds a secret"); the other properties tolerate it.
-const knownEcho = ["InvalidProjectId"]
-
-const expectation = (
-  names?: string | ReadonlyArray<string>,
-  echoes: ReadonlyArray<string> = knownEcho
-): H.Expectation => ({
+const expectation = (names?: string | ReadonlyArray<string>, echoes: ReadonlyArray<string> = []): H.Expectation => ({
   tags: coreTags,
   names,
   forms: canary.forms,
@@ -161,11 +150,11 @@ describe("core bad input: values", () => {
     )
   )
 
-  // Bug (core, ProjectId.ts `preview`): an invalid id that is short and printable is echoed in InvalidProjectId's
+  // Was a bug (core, ProjectId.ts `preview`): an invalid id that is short and printable is echoed in InvalidProjectId's
   // message and `input`, so a connection string passed where an id goes (arguments swapped, e.g.
-  // `RedisClient.layer(url, { connectionString: id })`) prints its password. Core must not echo an invalid id that
+  // `RedisClient.layer(url, { connectionString: id })`) prints its password. Core now must not echo an invalid id that
   // could be a secret (for instance: only ids made of the allowed characters, or none at all).
-  knownBug("ProjectId.decode does not echo an invalid id that holds a secret", () =>
+  it.live("ProjectId.decode does not echo an invalid id that holds a secret", () =>
     Effect.gen(function* () {
       for (const input of [c, `redis://:${c}@h:1/0`.slice(0, 63), "redis://:hunter2-CANARY@localhost:6379/0"]) {
         const outcome = yield* H.run(() => ProjectId.decode(input))
@@ -177,12 +166,12 @@ describe("core bad input: values", () => {
     })
   )
 
-  // Bug (core, Target.ts `parse`/`parseSync`): the engine argument is not validated (`schemes[engine].join` throws
+  // Was a bug (core, Target.ts `parse`/`parseSync`): the engine argument is not validated (`schemes[engine].join` throws
   // a TypeError for an unknown engine: a defect from `parse`), and a hostile connection string or options object
   // (a proxy, throwing getters: `Redacted.isRedacted` and `options.tlsPolicy` read them) escapes as a defect.
-  // Core must check `engine` (InvalidConnectionString or InvalidConfig naming `engine`) and turn anything thrown
+  // Core now must check `engine` (InvalidConnectionString or InvalidConfig naming `engine`) and turn anything thrown
   // while reading the input into InvalidConnectionString naming the field.
-  knownBug("Target.parse: an InvalidConnectionString naming the field, never a defect", () =>
+  it.live("Target.parse: an InvalidConnectionString naming the field, never a defect", () =>
     H.check(
       [
         H.orValid(c, engine, 3),
@@ -240,11 +229,11 @@ describe("core bad input: values", () => {
     )
   )
 
-  // Bug (core, Tier.ts `override` and `Tiers.update`): a patch that is not an object (`null`, a proxy, throwing
+  // Was a bug (core, Tier.ts `override` and `Tiers.update`): a patch that is not an object (`null`, a proxy, throwing
   // getters) throws synchronously out of `override` and `update` (they read `patch.timeout` before returning an
   // Effect); `update` with an unknown tier name throws a TypeError (`states.get(name)!.limits`); a Duration.Input
-  // that `Duration.fromInput` throws on escapes too. Core must return InvalidConfig naming the tier or field.
-  knownBug("Tier.override and Tiers.update: InvalidConfig naming the field, never a throw", () =>
+  // that `Duration.fromInput` throws on escapes too. Core now must return InvalidConfig naming the tier or field.
+  it.live("Tier.override and Tiers.update: InvalidConfig naming the field, never a throw", () =>
     Effect.gen(function* () {
       const tiers = yield* Tier.make()
       yield* H.check(
@@ -282,9 +271,9 @@ describe("core bad input: values", () => {
     )
   )
 
-  // Bug (core, Tier.ts `make` / `layer`): the same unguarded reads as `override`: an override that is not an object
+  // Was a bug (core, Tier.ts `make` / `layer`): the same unguarded reads as `override`: an override that is not an object
   // (`{ STARTER: null }`, a proxy) is a defect of the layer instead of InvalidConfig naming `STARTER`.
-  knownBug("Tier.make and Tier.layer: InvalidConfig naming the tier, never a defect", () =>
+  it.live("Tier.make and Tier.layer: InvalidConfig naming the tier, never a defect", () =>
     H.check(
       [H.options(c, Object.fromEntries(tierNames.map((n) => [n, fc.record({ maxConcurrent: fc.nat(600) })])))],
       (o) =>
@@ -296,11 +285,11 @@ describe("core bad input: values", () => {
     )
   )
 
-  // Bug (core, BreakerPolicy.ts `make`): an unknown engine is a defect (`defaults[engine]` is undefined; the
+  // Was a bug (core, BreakerPolicy.ts `make`): an unknown engine is a defect (`defaults[engine]` is undefined; the
   // TypeError is not an InvalidConfig, so `make` dies), a patch with throwing getters is a defect, and wrong types
   // are accepted: `errorThreshold: "0.5"`, `backoffFactor: "2"` or `Infinity`, `activeProbe: "no"` pass the checks
-  // (`"0.5" > 0` is true) and reach the breaker as strings. Core must check the engine and every field's type.
-  knownBug("BreakerPolicy.make: InvalidConfig naming the field, or a policy of well-typed values", () =>
+  // (`"0.5" > 0` is true) and reach the breaker as strings. Core now must check the engine and every field's type.
+  it.live("BreakerPolicy.make: InvalidConfig naming the field, or a policy of well-typed values", () =>
     H.check(
       [H.orValid(c, engine, 3), breakerPatch],
       (e, p) =>
@@ -313,9 +302,9 @@ describe("core bad input: values", () => {
     )
   )
 
-  // Bug (core, Errors.ts `isGuardError`): the predicate takes `unknown` but throws on a proxy or an object whose
+  // Was a bug (core, Errors.ts `isGuardError`): the predicate takes `unknown` but throws on a proxy or an object whose
   // `_tag` getter throws (it reads `_tag` unguarded); engines call it on whatever a driver rejected with.
-  knownBug("Errors.isGuardError never throws", () =>
+  it.live("Errors.isGuardError never throws", () =>
     H.check(
       [H.anything(c)],
       (s) =>
@@ -403,10 +392,10 @@ const withTenancy = <A, E>(
   )
 
 describe("core bad input: registries", () => {
-  // Bug (core, Registry.ts `validate`): a project input whose getters throw (or a proxy) is a defect: `validate`
-  // reads `input.id`, `input.tier` and the engines' fields inside Effect.gen without guarding them. Core must turn
+  // Was a bug (core, Registry.ts `validate`): a project input whose getters throw (or a proxy) is a defect: `validate`
+  // reads `input.id`, `input.tier` and the engines' fields inside Effect.gen without guarding them. Core now must turn
   // a value that cannot be read into InvalidConfig naming the field.
-  knownBug("MemoryRegistry.register: a typed error naming the field, and nothing registered", () =>
+  it.live("MemoryRegistry.register: a typed error naming the field, and nothing registered", () =>
     withTenancy(({ memory }) =>
       H.check(
         [projectInput],
@@ -441,12 +430,12 @@ describe("core bad input: registries", () => {
     )
   )
 
-  // Bug (core, Registry.ts `put`): `put` checks only the tier. `put(null)` throws synchronously (`config.tier`), a
+  // Was a bug (core, Registry.ts `put`): `put` checks only the tier. `put(null)` throws synchronously (`config.tier`), a
   // config whose `targets` is not an object is a defect (`intern` reads `config.targets[engine]`), and an invalid
   // id or a target that is not a parsed Target is stored as it is (issue #14 item 1: "Registries validate tiers and
-  // targets on write"); the bad target then fails later, at the project's first call. Core must validate the id and
+  // targets on write"); the bad target then fails later, at the project's first call. Core now must validate the id and
   // each target (InvalidConfig / InvalidProjectId naming the field) and store nothing otherwise.
-  knownBug("MemoryRegistry.put: a typed error naming the field, and nothing stored", () =>
+  it.live("MemoryRegistry.put: a typed error naming the field, and nothing stored", () =>
     withTenancy(({ memory }) =>
       H.check(
         [H.options(c, { id: validId, tier, targets: fc.constant({}) })],
@@ -503,11 +492,11 @@ describe("core bad input: registries", () => {
     })
   )
 
-  // Bug (core, Registry.ts `makeMemory` and `cached`, `lookup`): an id that is not a string (`123`, `null`, `[""]`)
+  // Was a bug (core, Registry.ts `makeMemory` and `cached`, `lookup`): an id that is not a string (`123`, `null`, `[""]`)
   // throws synchronously: `new ProjectNotFound({ projectId })` validates its field and throws before an Effect is
   // returned. `lookup` is typed to take a branded ProjectId, but it is the one registry call a custom caller makes;
-  // core should return the failure as an Effect (or fail with InvalidProjectId).
-  knownBug("ProjectRegistry.lookup of a non-string: a typed failure, never a throw", () =>
+  // core now returns the failure as an Effect (or fail with InvalidProjectId).
+  it.live("ProjectRegistry.lookup of a non-string: a typed failure, never a throw", () =>
     Effect.gen(function* () {
       const { registry } = yield* Registry.makeMemory()
       yield* H.check(
@@ -522,11 +511,11 @@ describe("core bad input: registries", () => {
     })
   )
 
-  // Bug (core, Registry.ts `cached`): its options are not validated: a `ttl` or `negativeTtl` that is not a
+  // Was a bug (core, Registry.ts `cached`): its options are not validated: a `ttl` or `negativeTtl` that is not a
   // duration is a defect (`Duration.fromInputUnsafe` throws inside the Effect), and a `capacity` of NaN, -1 or
-  // "10" is accepted (NaN disables eviction: the negative cache grows without bound, RELIABILITY S10). Core must
+  // "10" is accepted (NaN disables eviction: the negative cache grows without bound, RELIABILITY S10). Core now must
   // fail with InvalidConfig naming the option (the return type then gains InvalidConfig).
-  knownBug("Registry.cached: InvalidConfig naming the option, never a defect or a bad capacity", () =>
+  it.live("Registry.cached: InvalidConfig naming the option, never a defect or a bad capacity", () =>
     Effect.gen(function* () {
       const { registry } = yield* Registry.makeMemory()
       yield* H.check(
@@ -600,11 +589,11 @@ describe("core bad input: the tenancy service", () => {
     )
   )
 
-  // Bug (core, internal/health.ts `checkHealth`): an engine that is not one of the three reaches
+  // Was a bug (core, internal/health.ts `checkHealth`): an engine that is not one of the three reaches
   // `new EngineNotConfigured({ engine })`, whose schema rejects it: the constructor throws and the call dies
-  // (and `engineIndex[engine]` of "__proto__"/"constructor" reads Object.prototype). Core must check `engine`
+  // (and `engineIndex[engine]` of "__proto__"/"constructor" reads Object.prototype). Core now must check `engine`
   // first (InvalidConfig naming `engine`).
-  knownBug("checkHealth: a typed error naming the argument, no runtime created", () =>
+  it.live("checkHealth: a typed error naming the argument, no runtime created", () =>
     withTenancy(({ memory, tenancy }) =>
       Effect.gen(function* () {
         yield* memory.register({ id: "health-one", tier: "FREE", redis: "redis://localhost:6379/0" })
@@ -636,11 +625,11 @@ describe("core bad input: the tenancy service", () => {
     )
   )
 
-  // Bug (core, Tenancy.ts `closeIdleConnections`): options that are a proxy or have a throwing `idleFor` getter
+  // Was a bug (core, Tenancy.ts `closeIdleConnections`): options that are a proxy or have a throwing `idleFor` getter
   // throw synchronously (`opts?.idleFor` is read before an Effect is returned), and a non-object (`"x"`, `42`) is
-  // silently taken as "no options" (and closes every idle project at its tier's timeout). Core must read the
+  // silently taken as "no options" (and closes every idle project at its tier's timeout). Core now must read the
   // options inside the Effect and fail with InvalidConfig naming `options` / `idleFor`.
-  knownBug("closeIdleConnections: InvalidConfig naming idleFor, never a throw", () =>
+  it.live("closeIdleConnections: InvalidConfig naming idleFor, never a throw", () =>
     withTenancy(({ tenancy }) =>
       H.check(
         [H.options(c, { idleFor: duration })],
@@ -670,11 +659,11 @@ describe("core bad input: the tenancy service", () => {
     )
   )
 
-  // Bug (core, internal/guard.ts `registerEngine`): the adapter is not validated. A hostile adapter (null, a proxy,
+  // Was a bug (core, internal/guard.ts `registerEngine`): the adapter is not validated. A hostile adapter (null, a proxy,
   // an unknown `engine`) is a defect or a synchronous throw (`adapter.engine` is read before an Effect exists);
-  // and an adapter with engine "__proto__" is registered at `g.engines[undefined]`. Core must check the adapter
+  // and an adapter with engine "__proto__" is registered at `g.engines[undefined]`. Core now must check the adapter
   // (an object, a known engine, functions for bind/classify/ping/targetCapacity) and fail with InvalidConfig.
-  knownBug("Tenancy.register: InvalidConfig naming the adapter's field, never a defect", () =>
+  it.live("Tenancy.register: InvalidConfig naming the adapter's field, never a defect", () =>
     withTenancy(({ tenancy }) =>
       H.check(
         [
@@ -696,11 +685,11 @@ describe("core bad input: the tenancy service", () => {
     )
   )
 
-  // Bug (core, Tenancy.ts `settingsOf` / `make`): options other than the durations are not validated: `spans:
+  // Was a bug (core, Tenancy.ts `settingsOf` / `make`): options other than the durations are not validated: `spans:
   // "sometimes"`, `metrics.maxProjectSeries: NaN or -1`, `recentEvents: NaN, -1 or "x"` (the ring buffer is made with
   // it), `retry: 42` (not a Schedule: a defect at the first retry) are accepted; `metrics: null` and a proxy throw.
-  // Core must fail the layer with InvalidConfig naming the option.
-  knownBug("Tenancy.make: InvalidConfig naming the option, or a service that works", () =>
+  // Core now must fail the layer with InvalidConfig naming the option.
+  it.live("Tenancy.make: InvalidConfig naming the option, or a service that works", () =>
     H.check(
       [
         H.options(c, {
