@@ -297,3 +297,12 @@ export const parse = (
       return e instanceof InvalidConnectionString ? Effect.fail(e) : Effect.die(e)
     }
   })
+
+/**
+ * A stable, non-reversible id of a target, the same in every process that connects to it with the same settings
+ * (a hash of `key`): what processes exchange to coordinate about a target (see `Coordination.ts`).
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const id = (target: Target): string => createHash("sha256").update(target.key).digest("hex").slice(0, 32)

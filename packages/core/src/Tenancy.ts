@@ -42,7 +42,7 @@ import { registerEngine } from "./internal/guard.ts"
 import { guard, isRecord, readFields } from "./internal/input.ts"
 import * as Health from "./internal/health.ts"
 import * as Runtimes from "./internal/runtimes.ts"
-import { makeState, type Settings, type TenancyState } from "./internal/state.ts"
+import { makeState, type Settings, states, type TenancyState } from "./internal/state.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Models
@@ -294,7 +294,7 @@ export const make = (
     if (settings.healthIntervalMillis > 0) g.fork(Health.healthLoop(g))
     g.fork(Runtimes.sweeper(g))
     yield* Effect.addFinalizer(() => Runtimes.shutdown(g))
-    return Tenancy.of({
+    const service = Tenancy.of({
       register: (input) =>
         Effect.suspend(() => {
           const adapter = readAdapter<any, any>(input)
@@ -323,6 +323,8 @@ export const make = (
           return pe === undefined ? "closed" : stateName(pe.breaker.state)
         })
     })
+    states.set(service, g)
+    return service
   })
 
 const connections = (g: TenancyState): Array<ConnectionMetadata> => {

@@ -15,22 +15,17 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Schedule from "effect/Schedule"
 import { type AttemptSignal, type Classification, isWrite, type Operation } from "../Engine.ts"
-import {
-  CircuitOpen,
-  type GuardError,
-  isGuardError,
-  Overloaded,
-  ShuttingDown,
-  Timeout,
-  UnknownOutcome
-} from "../Errors.ts"
+import { CircuitOpen, type GuardError, Overloaded, ShuttingDown, Timeout, UnknownOutcome } from "../Errors.ts"
 import type { FairWaiter, Waiter } from "./admission.ts"
 import { type Breaker, PROBE, REJECT } from "./breaker.ts"
 import type { Entry, HeapNode, Lane } from "./deadlines.ts"
+import { type FaultKind, take } from "./faults.ts"
 import { countError, durationCell, handlesOf, okCell } from "./metricHandles.ts"
 import type { EngineState, ProjectEngine, TenancyState } from "./state.ts"
+
+/** The retry loop a first attempt's failure goes to (see `attempt.ts`). @internal */
+export type Retry = <A, E>(call: Call<A, E>, error: unknown) => Effect.Effect<A, E | GuardError>
 
 /** Starts the driver work of a running call; reports through `call.complete`. @internal */
 export type Runner<A, B, E> = (pe: ProjectEngine<B, E>, call: Call<A, E>) => void
@@ -38,7 +33,8 @@ export type Runner<A, B, E> = (pe: ProjectEngine<B, E>, call: Call<A, E>) => voi
 const WAIT_PROJECT = 0
 const WAIT_TARGET = 1
 const RUNNING = 2
-const DONE = 3
+/** @internal */
+export const DONE = 3
 
 // Progress of a running attempt, as the engine reports it through the attempt signal. UNTRACKED: the engine says
 // nothing, so the request may have been sent from the start.
@@ -106,6 +102,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   granted = false
   /** The attempt failed in this process before sending (see `threw`): not retried. */
   local = false
+  /** An injected fault that `run` applies (tests only). */
+  fault: FaultKind | undefined = undefined
   readonly g: TenancyState
   readonly pe: ProjectEngine<any, E>
   readonly op: Operation<any>
@@ -113,8 +111,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   readonly deadline: number
   readonly span: number
   readonly extraMillis: number
-  /** Whether a failure goes to the retry loop (first attempts of idempotent operations). */
-  readonly retries: boolean
+  /** Where a failure goes to be retried (first attempts of idempotent operations; see `attempt.ts`). */
+  readonly retry: Retry | undefined
   /** The first attempt's call, for a retry; undefined for the first attempt, whose outcome the breakers count. */
   readonly first: Call<A, E> | undefined
   readonly runner: Runner<A, any, E>
@@ -127,7 +125,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     deadline: number,
     span: number,
     extraMillis: number,
-    retries: boolean,
+    retry: Retry | undefined,
     first: Call<A, E> | undefined,
     runner: Runner<A, any, E>,
     resume: (effect: Effect.Effect<A, E | GuardError>) => void
@@ -139,7 +137,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     this.deadline = deadline
     this.span = span
     this.extraMillis = extraMillis
-    this.retries = retries
+    this.retry = retry
     this.runner = runner
     this.resume = resume
   }
@@ -180,6 +178,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   begin(t: number) {
     const pe = this.pe
     if (this.g.shuttingDown) return this.finish(Effect.fail(new ShuttingDown({ engine: pe.es.engine })))
+    if (pe.rt.fault !== undefined && this.first === undefined && this.injected(t)) return
     // Breakers first: an open circuit rejects at once rather than after a wait in a queue. The target's first,
     // so that a project's breaker does not turn half-open (and burn its probe) while the whole target is down.
     const q = pe.ts.breaker.admit(t)
@@ -260,7 +259,19 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     pe.ts.running++
     pe.ts.startedSum += startedAt
     if (this.expiry !== undefined) this.granted = true
-    this.runner(pe, this)
+    if (this.fault === undefined) return this.runner(pe, this)
+    // An injected fault: no driver call (the attempt times out), or a driver call made late.
+    if (this.fault._tag === "Latency") {
+      g.fork(
+        Effect.as(Effect.sleep(Duration.millis(this.fault.millis)), undefined).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              if (this.state === RUNNING) this.runner(pe, this)
+            })
+          )
+        )
+      )
+    }
   }
 
   /** The attempt finished (success or the engine's error). */
@@ -419,6 +430,30 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     this.finish(Effect.fail(new ShuttingDown({ engine: this.pe.es.engine })))
   }
 
+  /**
+   * Applies an injected fault (tests only). Returns true when the call ended here; otherwise the call goes on, with
+   * `fault` set for `run` (Timeout: the driver is not called, so the attempt times out; Latency: it is called late).
+   */
+  private injected(t: number): boolean {
+    const kind = take(this.pe.rt.fault!, this.pe.es.engine, this.op.name)
+    if (kind === undefined) return false
+    switch (kind._tag) {
+      case "Overloaded":
+        this.overloaded("project", "queue-full", kind.retryAfterMillis)
+        return true
+      case "UnknownOutcome":
+        this.finish(Effect.fail(this.unknownOutcome(new Error("injected fault"))))
+        return true
+      case "CircuitOpen":
+        this.pe.breaker.trip(t)
+        return false
+      case "Timeout":
+      case "Latency":
+        this.fault = kind
+        return false
+    }
+  }
+
   /** Frees the running attempt's slots and counters. */
   private release() {
     const pe = this.pe
@@ -521,83 +556,10 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     this.state = DONE
     // The first attempt of an idempotent operation hands its failure to the retry loop; the success path
     // pays nothing for retries (no `Effect.catch` around every call).
-    if (this.retries && !this.local && Exit.isExit(effect) && effect._tag === "Failure") {
+    if (this.retry !== undefined && !this.local && Exit.isExit(effect) && effect._tag === "Failure") {
       const error = Cause.findErrorOption(effect.cause)
-      if (error._tag === "Some") return this.resume(retryFrom<A, E>(this, error.value as E | GuardError))
+      if (error._tag === "Some") return this.resume(this.retry(this, error.value))
     }
     this.resume(effect)
   }
-}
-
-/**
- * One attempt as an Effect. `t` is the caller's clock reading (the first attempt reuses it; a retry passes -1 and
- * reads the clock). Interrupting the fiber releases whatever the attempt holds.
- *
- * @internal
- */
-export const attempt = <A, B, E>(
-  g: TenancyState,
-  pe: ProjectEngine<B, E>,
-  op: Operation<B>,
-  t: number,
-  deadline: number,
-  span: number,
-  extraMillis: number,
-  runner: Runner<A, B, E>,
-  retries: boolean,
-  first?: Call<A, E> | undefined
-): Effect.Effect<A, E | GuardError> => {
-  let clock = t
-  return Effect.callback<A, E | GuardError>((resume) => {
-    const call = new Call<A, E>(g, pe, op, deadline, span, extraMillis, retries, first, runner, resume)
-    call.begin(clock >= 0 ? clock : g.now())
-    clock = -1
-    if (call.state === DONE) return
-    return Effect.sync(() => call.interrupt())
-  })
-}
-
-// ---- retries ---------------------------------------------------------------------------------------------------
-
-// Retried: infrastructure failures of idempotent operations, and attempt timeouts only where the operation asks
-// (a statement that ran to its timeout has shown it is slow). Never the guard's own verdicts.
-const isRetryable = (es: EngineState<any, any>, op: Operation<any>, error: unknown): boolean => {
-  if (!op.idempotent) return false
-  if (error instanceof Timeout)
-    return error.budget === "attempt" && error.waitingFor === undefined && op.retryOnTimeout === true
-  if (isGuardError(error)) return false
-  return es.adapter.classify(error).infrastructure
-}
-
-/**
- * The retry loop, entered from the first attempt's failure only (see `Call.finish`); later attempts are plain,
- * and the breakers do not count them (they count calls). Retries by the service's schedule while the next attempt
- * can start before the deadline. Giving up on a write that some attempt may have applied is `UnknownOutcome`.
- */
-const retryFrom = <A, E>(call: Call<A, E>, firstError: E | GuardError): Effect.Effect<A, E | GuardError> => {
-  const { deadline, g, op, pe } = call
-  const es = pe.es
-  const giveUp = (error: E | GuardError): Effect.Effect<never, E | GuardError> =>
-    Effect.fail(
-      isWrite(op) && call.applied && !(error instanceof UnknownOutcome)
-        ? new UnknownOutcome({ projectId: pe.rt.id, engine: es.engine, operation: op.name, cause: error })
-        : error
-    )
-  if (!isRetryable(es, op, firstError)) return giveUp(firstError)
-  const once = attempt<A, any, E>(g, pe, op, -1, deadline, call.span, call.extraMillis, call.runner, false, call)
-  return Effect.gen(function* () {
-    const step = yield* Schedule.toStep(g.settings.retry)
-    let error: E | GuardError = firstError
-    for (;;) {
-      const next = yield* Effect.exit(step(g.now(), error))
-      if (next._tag === "Failure") return yield* giveUp(error)
-      const delay = Duration.toMillis(next.value[1])
-      if (g.now() + delay >= deadline) return yield* giveUp(error)
-      yield* Effect.sleep(Duration.millis(delay))
-      const result = yield* Effect.result(once)
-      if (result._tag === "Success") return result.success
-      error = result.failure
-      if (!isRetryable(es, op, error)) return yield* giveUp(error)
-    }
-  })
 }

@@ -14,11 +14,9 @@ import type * as Scope from "effect/Scope"
 import type { Lease, Operation } from "../Engine.ts"
 import type { GuardError, ProtectionError } from "../Errors.ts"
 import { type ProtectionDetail, Protections } from "../Protections.ts"
-import { Call } from "./call.ts"
+import { Call, DONE } from "./call.ts"
 import { resolve } from "./runtimes.ts"
 import type { EngineState, ProjectEngine, TenancyState } from "./state.ts"
-
-const DONE = 3
 
 const acquire = <B, E>(
   g: TenancyState,
@@ -39,7 +37,7 @@ const acquire = <B, E>(
             t + span,
             span,
             0,
-            false,
+            undefined,
             undefined,
             () => resume(Effect.succeed(call)),
             resume as never

@@ -25,6 +25,7 @@ import {
   type ProjectNotFound
 } from "../Errors.ts"
 import * as ProjectId from "../ProjectId.ts"
+import * as Target from "../Target.ts"
 import { engineIndex, engines, type TierName } from "../Vocabulary.ts"
 import { FairBudget } from "./admission.ts"
 import { type Breaker, HALF_OPEN, OPEN } from "./breaker.ts"
@@ -51,6 +52,7 @@ const createRuntime = (g: TenancyState, id: ProjectId.ProjectId): Effect.Effect<
       if (live !== undefined) return live
       const rt = new ProjectRuntime(g, id, config, g.tiers.get(config.tier), g.now(), Scope.forkUnsafe(g.runtimes))
       assignLabel(g, rt)
+      rt.fault = g.faults.get(id)
       g.projects.set(id, rt)
       return rt
     }),
@@ -133,6 +135,8 @@ export const ensureEngine = <B, E>(
         es.engine,
         new FairBudget(Math.max(1, es.adapter.targetCapacity(target)))
       )
+      ts.id = Target.id(target)
+      ts.ownCapacity = ts.budget.capacity
       ts.breaker = targetBreaker(g, es, ts)
       es.targets.set(target.key, ts)
     }

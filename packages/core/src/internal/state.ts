@@ -30,6 +30,7 @@ import { Bulkhead, type FairBudget } from "./admission.ts"
 import type { Breaker } from "./breaker.ts"
 import { Deadlines } from "./deadlines.ts"
 import { Emitter } from "./events.ts"
+import type { FaultPlan } from "./faults.ts"
 import type { CounterCell, HistogramCell } from "./series.ts"
 
 /** Options resolved once, when the service is built. @internal */
@@ -76,7 +77,24 @@ export interface TenancyState {
   /** Completed when `inFlight` drops to zero during shutdown. */
   drained: Deferred.Deferred<void> | undefined
   labeledProjects: number
+  /** Faults injected per project id (see `Faults.ts`); copied to a runtime's `fault` when it is created. */
+  readonly faults: Map<string, FaultPlan>
+  /** Listeners of this process's target breaker transitions (see `Coordination.ts`). */
+  readonly breakerListeners: Set<(change: TargetBreakerChange) => void>
 }
+
+/** A target breaker's transition, as reported to other processes. @internal */
+export interface TargetBreakerChange {
+  readonly engine: Engine
+  readonly targetId: string
+  readonly label: string
+  readonly state: "open" | "half-open" | "closed"
+  /** Until when it stays open (open only). */
+  readonly untilMillis: number | undefined
+}
+
+/** The state behind each tenancy service, for the modules that extend it from outside (`Faults.ts`). @internal */
+export const states = new WeakMap<object, TenancyState>()
 
 /** A registered engine. @internal */
 export interface EngineState<B, E> {
@@ -133,6 +151,14 @@ export class TargetState {
   healthy: boolean | undefined = undefined
   /** The tier under which the breaker's state is counted now (`EngineState.targetBreakers`). */
   breakerTier: TierName = "FREE"
+  /** The engine's own capacity for the target (the budget's capacity without a fleet's cap). */
+  ownCapacity = 1
+  /** A stable id of the target for other processes (a hash of `key`; see `Coordination.targetId`). */
+  id = ""
+  /** The breaker was opened by another process's report (that process probes; see `Coordination.ts`). */
+  remoteOpen = false
+  /** Set while a remote report is applied, so the transition is not reported back. */
+  applyingRemote = false
   /** Mean attempt duration (0 until the first completes), attempts running, and the sum of their start times. */
   ewmaMillis = 0
   running = 0
@@ -174,6 +200,8 @@ export class ProjectRuntime implements ProjectHandle {
   readonly retired: Array<ProjectEngine<any, any>> = []
   /** The `project_id` label value, when the project label is on. */
   labelSlot: string | undefined = undefined
+  /** A fault injected into this project's calls (tests only; see `Faults.ts`). */
+  fault: FaultPlan | undefined = undefined
   constructor(
     owner: TenancyState,
     id: ProjectId,
@@ -223,6 +251,8 @@ export class ProjectEngine<B, E> {
   startedSum = 0
   closed = false
   handles: MetricHandles | undefined = undefined
+  /** Its tier's histograms (cached: the per-call path reads them). */
+  histograms: HistogramHandles | undefined = undefined
   gauges: Array<{ remove(): void }> | undefined = undefined
   /** Where its running operations and breaker state are counted (its tier's aggregate, or its own). */
   agg: Aggregate = { active: 0, open: 0, halfOpen: 0 }
@@ -294,6 +324,8 @@ export const makeState = (
       inFlight: 0,
       shuttingDown: false,
       drained: undefined,
-      labeledProjects: 0
+      labeledProjects: 0,
+      faults: new Map(),
+      breakerListeners: new Set()
     }
   })

@@ -13,7 +13,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import { Breaker, HALF_OPEN, OPEN, PROBE, type StateCode } from "./breaker.ts"
+import { Breaker, HALF_OPEN, OPEN, PROBE, type StateCode, stateName } from "./breaker.ts"
 import { countTargetOpen, handlesOf, openTotalCell } from "./metricHandles.ts"
 import type { Aggregate, EngineState, ProjectEngine, TargetState, TenancyState } from "./state.ts"
 
@@ -26,8 +26,22 @@ export const targetBreaker = (g: TenancyState, es: EngineState<any, any>, ts: Ta
     count(es.targetBreakers[tier], to)
     ts.breakerTier = tier
     emitTransition(g, es, "target", undefined, ts.label, to, br)
+    if (to !== OPEN) ts.remoteOpen = false
+    if (!ts.applyingRemote && g.breakerListeners.size > 0) {
+      const change = {
+        engine: es.engine,
+        targetId: ts.id,
+        label: ts.label,
+        state: stateName(to),
+        untilMillis: to === OPEN ? br.openUntil : undefined
+      }
+      for (const listener of g.breakerListeners) listener(change)
+    }
     if (to !== OPEN) return
     countTargetOpen(g, es.engine, tier)
+    // Opened on another process's report: that process probes; this one probes only once the open time is over
+    // by a probe interval (the other process may be gone).
+    if (ts.applyingRemote) return scheduleLateProbe(g, br, ts)
     scheduleProbe(g, br, () => ts.any(), undefined)
   })
 
@@ -133,6 +147,16 @@ const scheduleProbe = (
         )
       )
     )
+  })
+}
+
+const scheduleLateProbe = (g: TenancyState, br: Breaker, ts: TargetState) => {
+  const opened = br.totalOpenings
+  const until = br.openUntil
+  g.deadlines.add(until + br.policy.probeIntervalMillis, () => {
+    if (br.state === OPEN && br.openUntil === until && br.totalOpenings === opened) {
+      scheduleProbe(g, br, () => ts.any(), undefined)
+    }
   })
 }
 

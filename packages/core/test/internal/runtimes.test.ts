@@ -5,7 +5,8 @@ import * as Fiber from "effect/Fiber"
 import { TestClock } from "effect/testing"
 import { ShuttingDown, UnknownOutcome } from "../../src/Errors.ts"
 import type { ProjectId } from "../../src/ProjectId.ts"
-import { attempt, type Call, type Runner } from "../../src/internal/call.ts"
+import { attempt } from "../../src/internal/attempt.ts"
+import type { Call, Runner } from "../../src/internal/call.ts"
 import {
   acquireRuntime,
   ensureEngine,
