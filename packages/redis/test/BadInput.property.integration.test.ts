@@ -63,8 +63,6 @@ const expectation = (names: ReadonlyArray<string>, extra?: Partial<H.Expectation
   names,
   forms: canary.forms,
   logs: canary.logs,
-  // InvalidProjectId echoes a short printable invalid id: a known core bug (core/test/BadInput.property.test.ts).
-  echoes: ["InvalidProjectId"],
   // Refusals of an argument name it; the server's replies (a wrong arity inside MULTI, WRONGTYPE) need not.
   named: (e) => e instanceof RedisError.RedisError && e.kind === "argument",
   ...extra
