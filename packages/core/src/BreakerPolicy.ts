@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import type { Engine } from "./Vocabulary.ts"
 import * as Durations from "./Durations.ts"
 import { InvalidConfig } from "./Errors.ts"
+import { readFields } from "./internal/input.ts"
 
 /**
  * A resolved breaker policy (durations in milliseconds).
@@ -138,8 +139,13 @@ export const make = (
   patch?: BreakerPolicyOverride | undefined
 ): Effect.Effect<BreakerPolicy, InvalidConfig> =>
   Effect.suspend(() => {
+    if (typeof engine !== "string" || !Object.hasOwn(defaults, engine)) {
+      return Effect.fail(new InvalidConfig({ field: "engine", reason: "must be postgres, redis or mongodb" }))
+    }
     const d = defaults[engine]
-    const p = patch ?? {}
+    const read = readFields(engine, patch, overrideFields, { optional: true })
+    if (read instanceof InvalidConfig) return Effect.fail(read)
+    const p = read as BreakerPolicyOverride
     try {
       const policy: BreakerPolicy = {
         attemptTimeoutMillis: millis(`${engine}.attemptTimeout`, p.attemptTimeout, d.attemptTimeoutMillis),
@@ -154,6 +160,10 @@ export const make = (
         activeProbe: p.activeProbe ?? d.activeProbe,
         probeIntervalMillis: millis(`${engine}.probeInterval`, p.probeInterval, d.probeIntervalMillis)
       }
+      const isNumber = (u: unknown) => typeof u === "number" && Number.isFinite(u)
+      check(`${engine}.errorThreshold`, isNumber(policy.errorThreshold), "must be a number")
+      check(`${engine}.backoffFactor`, isNumber(policy.backoffFactor), "must be a finite number")
+      check(`${engine}.activeProbe`, typeof policy.activeProbe === "boolean", "must be a boolean")
       check(`${engine}.errorThreshold`, policy.errorThreshold > 0 && policy.errorThreshold <= 1, "must be in (0, 1]")
       check(`${engine}.backoffFactor`, policy.backoffFactor >= 1, "must be at least 1")
       check(
@@ -178,6 +188,22 @@ export const make = (
       )
       return Effect.succeed(policy)
     } catch (e) {
-      return e instanceof InvalidConfig ? Effect.fail(e) : Effect.die(e)
+      return Effect.fail(
+        e instanceof InvalidConfig ? e : new InvalidConfig({ field: engine, reason: "could not be read" })
+      )
     }
   })
+
+const overrideFields = [
+  "attemptTimeout",
+  "errorThreshold",
+  "resetTimeout",
+  "maxResetTimeout",
+  "backoffFactor",
+  "volumeThreshold",
+  "window",
+  "buckets",
+  "halfOpenProbes",
+  "activeProbe",
+  "probeInterval"
+] as const satisfies ReadonlyArray<keyof BreakerPolicyOverride>

@@ -330,8 +330,16 @@ const guardTags: Readonly<Record<GuardError["_tag"], true>> = {
  * @category guards
  * @since 0.1.0
  */
-export const isGuardError = (u: unknown): u is GuardError =>
-  typeof u === "object" && u !== null && Object.hasOwn(guardTags, (u as { readonly _tag?: unknown })._tag as string)
+export const isGuardError = (u: unknown): u is GuardError => {
+  try {
+    if (typeof u !== "object" || u === null) return false
+    const tag: unknown = (u as { readonly _tag?: unknown })._tag
+    return typeof tag === "string" && Object.hasOwn(guardTags, tag)
+  } catch {
+    // A proxy or a `_tag` getter that throws: not one of ours.
+    return false
+  }
+}
 
 /**
  * Whether a guard error means "not now" (the database, its breaker or the project's budget cannot serve the call

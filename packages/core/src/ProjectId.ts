@@ -50,9 +50,11 @@ const describe = (input: unknown): string | undefined => {
   return undefined
 }
 
-// Echo the input only when it is short and printable, so a hostile id cannot flood or forge a log line.
+// Echo the input only when it is short and made of the characters of an id (any case, '-', '_', '.', spaces), so a
+// hostile id cannot flood or forge a log line, and a secret passed where an id goes (a connection string, a
+// password: ':', '@', '/' and the like) is not printed.
 const preview = (input: unknown): string =>
-  typeof input === "string" && input.length <= maxLength && /^[\x20-\x7e]*$/.test(input) ? input : "<not shown>"
+  typeof input === "string" && input.length <= maxLength && /^[A-Za-z0-9_. -]*$/.test(input) ? input : "<not shown>"
 
 /**
  * Validates an unknown value as a project id, failing with `InvalidProjectId` that says what is wrong.

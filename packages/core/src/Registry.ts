@@ -11,13 +11,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type * as Redacted from "effect/Redacted"
-import * as Duration from "effect/Duration"
+import * as Redacted from "effect/Redacted"
+import type * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import { type Engine, engines, TierName, tierNames } from "./Vocabulary.ts"
 
 const isTierName = Schema.is(TierName)
 import { InvalidConfig, type InvalidConnectionString, type InvalidProjectId, ProjectNotFound } from "./Errors.ts"
+import * as Durations from "./Durations.ts"
+import { isRecord, readFields } from "./internal/input.ts"
 import * as ProjectId from "./ProjectId.ts"
 import * as Target from "./Target.ts"
 
@@ -81,20 +83,61 @@ export const validate = (
   options?: Target.ParseOptions | undefined
 ): Effect.Effect<ProjectConfig, InvalidProjectId | InvalidConnectionString | InvalidConfig> =>
   Effect.gen(function* () {
-    if (typeof input !== "object" || input === null) {
+    if (!isRecord(input)) {
       return yield* new InvalidConfig({ field: "project", reason: "must be an object with id and tier" })
     }
-    const id = yield* ProjectId.decode(input.id)
-    if (!isTierName(input.tier)) {
+    const read = readFields("project", input, inputFields)
+    if (read instanceof InvalidConfig) return yield* read
+    const fields = read as ProjectInput
+    const id = yield* ProjectId.decode(fields.id)
+    if (!isTierName(fields.tier)) {
       return yield* new InvalidConfig({ field: "tier", reason: `must be one of ${tierNames.join(", ")}` })
     }
     const targets: Partial<Record<Engine, Target.Target>> = {}
     for (const engine of engines) {
-      const cs = input[engine]
+      const cs = fields[engine]
       if (cs !== undefined) targets[engine] = yield* Target.parse(engine, cs, options)
     }
-    return { id, tier: input.tier, targets }
+    return { id, tier: fields.tier, targets }
   })
+
+const inputFields = ["id", "tier", ...engines] as const satisfies ReadonlyArray<keyof ProjectInput>
+
+// A configuration given to `put`, read once and checked: a valid id, a known tier, and targets made by
+// `Target.parse` for their engine (anything else is refused before it is stored, not at the project's first call).
+const readConfig = (config: unknown): ProjectConfig | InvalidConfig => {
+  const read = readFields("project", config, ["id", "tier", "targets"])
+  if (read instanceof InvalidConfig) return read
+  if (!ProjectId.is(read.id)) return new InvalidConfig({ field: "id", reason: "must be a valid project id" })
+  if (!isTierName(read.tier))
+    return new InvalidConfig({ field: "tier", reason: `must be one of ${tierNames.join(", ")}` })
+  const targets = readFields("targets", read.targets, engines)
+  if (targets instanceof InvalidConfig) return targets
+  for (const engine of engines) {
+    const t = targets[engine]
+    if (t !== undefined && !isTarget(engine, t)) {
+      return new InvalidConfig({ field: `targets.${engine}`, reason: "must be a target made by Target.parse" })
+    }
+  }
+  return { id: read.id, tier: read.tier, targets: targets as ProjectConfig["targets"] }
+}
+
+const isTarget = (engine: Engine, t: unknown): t is Target.Target => {
+  try {
+    if (!isRecord(t)) return false
+    const u = t as Partial<Target.Target>
+    return (
+      u.engine === engine &&
+      typeof u.key === "string" &&
+      typeof u.database === "string" &&
+      typeof u.label === "string" &&
+      Redacted.isRedacted(u.url) &&
+      Array.isArray(u.hosts)
+    )
+  } catch {
+    return false
+  }
+}
 
 /**
  * The in-memory registry, with methods to change it.
@@ -174,17 +217,20 @@ export const makeMemory = (options?: Target.ParseOptions | undefined) =>
         }
       }
     }
-    const put = (config: ProjectConfig): Effect.Effect<void, InvalidConfig> =>
-      !isTierName(config.tier)
-        ? Effect.fail(new InvalidConfig({ field: "tier", reason: `must be one of ${tierNames.join(", ")}` }))
+    const put = (input: ProjectConfig): Effect.Effect<void, InvalidConfig> => {
+      const config = readConfig(input)
+      return config instanceof InvalidConfig
+        ? Effect.fail(config)
         : Effect.sync(() => {
             const previous = projects.get(config.id)
             projects.set(config.id, intern(config))
             if (previous !== undefined) unintern(previous)
             notify(config.id)
           })
+    }
     const registry = ProjectRegistry.of({
       lookup: (id) => {
+        if (typeof id !== "string") return notFound(id)
         const config = projects.get(id)
         return config === undefined ? Effect.fail(new ProjectNotFound({ projectId: id })) : Effect.succeed(config)
       },
@@ -249,12 +295,22 @@ export interface CacheOptions {
 export const cached = (
   underlying: ProjectRegistry["Service"],
   options?: CacheOptions | undefined
-): Effect.Effect<ProjectRegistry["Service"], never, Scope.Scope> =>
+): Effect.Effect<ProjectRegistry["Service"], InvalidConfig, Scope.Scope> =>
   Effect.gen(function* () {
     const clock = yield* Clock.Clock
-    const ttl = Duration.toMillis(Duration.fromInputUnsafe(options?.ttl ?? "30 seconds"))
-    const negativeTtl = Duration.toMillis(Duration.fromInputUnsafe(options?.negativeTtl ?? "10 seconds"))
-    const capacity = options?.capacity ?? 100_000
+    const read = readFields("cache", options, ["ttl", "negativeTtl", "capacity"], { optional: true })
+    if (read instanceof InvalidConfig) return yield* read
+    const ttl = yield* Durations.millis("cache.ttl", read.ttl as CacheOptions["ttl"], "30 seconds")
+    const negativeTtl = yield* Durations.millis(
+      "cache.negativeTtl",
+      read.negativeTtl as CacheOptions["negativeTtl"],
+      "10 seconds",
+      { allowZero: true }
+    )
+    const capacity = (read.capacity ?? 100_000) as number
+    if (!Number.isSafeInteger(capacity) || capacity < 1) {
+      return yield* new InvalidConfig({ field: "cache.capacity", reason: "must be a positive integer" })
+    }
     // Map iteration order is insertion order: re-inserting on refresh keeps the oldest first for eviction.
     const entries = new Map<string, { readonly until: number; readonly value: ProjectConfig | undefined }>()
     const inflight = new Map<string, Effect.Effect<ProjectConfig, ProjectNotFound>>()
@@ -271,6 +327,7 @@ export const cached = (
     }
     return ProjectRegistry.of({
       lookup: (id) => {
+        if (typeof id !== "string") return notFound(id)
         const hit = entries.get(id)
         if (hit !== undefined && hit.until > clock.currentTimeMillisUnsafe()) {
           return hit.value === undefined
@@ -294,6 +351,11 @@ export const cached = (
       }
     })
   })
+
+// The failure of a lookup of a value that is not a string (a custom caller's): not found, never a throw, and never
+// the value itself in the error.
+const notFound = (_: unknown): Effect.Effect<never, ProjectNotFound> =>
+  Effect.fail(new ProjectNotFound({ projectId: "<not a string>" }))
 
 // Memoizes an effect so that concurrent callers share one run (and its result).
 const shareOne = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.runSync(Effect.cached(effect))

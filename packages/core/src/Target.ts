@@ -234,6 +234,17 @@ const parseUnsafe = (engine: Engine, input: string, options: ParseOptions | unde
   }
 }
 
+// The options, read once: undefined, or an object whose `tlsPolicy` is undefined, "any" or "verify-remote".
+const readParseOptions = (options: unknown): ParseOptions | undefined => {
+  if (options === undefined) return undefined
+  if (typeof options !== "object" || options === null) throw new ParseError("options", "must be an object")
+  const tlsPolicy: unknown = (options as ParseOptions).tlsPolicy
+  if (tlsPolicy !== undefined && tlsPolicy !== "any" && tlsPolicy !== "verify-remote") {
+    throw new ParseError("options.tlsPolicy", 'must be "any" or "verify-remote"')
+  }
+  return { tlsPolicy }
+}
+
 /**
  * Parses a connection string, throwing `InvalidConnectionString` (for configuration code and tests).
  *
@@ -245,16 +256,25 @@ export const parseSync = (
   connectionString: string | Redacted.Redacted<string>,
   options?: ParseOptions | undefined
 ): Target => {
+  if (typeof engine !== "string" || !Object.hasOwn(schemes, engine)) {
+    throw new InvalidConnectionString({ field: "engine", reason: "must be postgres, redis or mongodb" })
+  }
+  let field = "connection string"
   try {
     if (typeof connectionString !== "string" && !Redacted.isRedacted(connectionString)) {
       throw new ParseError("connection string", "must be a string or a Redacted string")
     }
     const input = typeof connectionString === "string" ? connectionString : Redacted.value(connectionString)
     if (typeof input !== "string") throw new ParseError("connection string", "must be a string or a Redacted string")
-    return parseUnsafe(engine, input, options)
+    field = "options"
+    const read = readParseOptions(options)
+    field = "connection string"
+    return parseUnsafe(engine, input, read)
   } catch (e) {
     if (e instanceof ParseError) throw new InvalidConnectionString({ engine, field: e.field, reason: e.reason })
-    throw e
+    // Anything else thrown while the input was read (a proxy, a getter, a value that cannot be coerced): the
+    // caller's input, named by its field; the thrown value (which may carry the input) is not repeated.
+    throw new InvalidConnectionString({ engine, field, reason: "could not be read" })
   }
 }
 

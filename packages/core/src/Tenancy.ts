@@ -29,16 +29,17 @@ import * as BreakerPolicy from "./BreakerPolicy.ts"
 import { CurrentProject, type ProjectHandle } from "./CurrentProject.ts"
 import * as Durations from "./Durations.ts"
 import type { EngineAdapter, EngineHandle, PoolStats } from "./Engine.ts"
-import type { EngineNotConfigured, InvalidConfig, InvalidProjectId, ProjectNotFound } from "./Errors.ts"
+import { type EngineNotConfigured, InvalidConfig, type InvalidProjectId, type ProjectNotFound } from "./Errors.ts"
 import type { TenancyEvent } from "./Events.ts"
 import type * as Metrics from "./Metrics.ts"
 import { type MemoryRegistry, ProjectRegistry } from "./Registry.ts"
 import * as RegistryModule from "./Registry.ts"
 import { Tiers } from "./Tier.ts"
 import * as TierModule from "./Tier.ts"
-import { type Engine, engineIndex, type TierName } from "./Vocabulary.ts"
+import { type Engine, engineIndex, engines, type TierName } from "./Vocabulary.ts"
 import { stateName } from "./internal/breaker.ts"
 import { registerEngine } from "./internal/guard.ts"
+import { guard, isRecord, readFields } from "./internal/input.ts"
 import * as Health from "./internal/health.ts"
 import * as Runtimes from "./internal/runtimes.ts"
 import { makeState, type Settings, states, type TenancyState } from "./internal/state.ts"
@@ -154,7 +155,7 @@ export class Tenancy extends Context.Service<
     readonly checkHealth: (
       id: string,
       engine: Engine
-    ) => Effect.Effect<HealthResult, ProjectNotFound | InvalidProjectId | EngineNotConfigured>
+    ) => Effect.Effect<HealthResult, ProjectNotFound | InvalidProjectId | EngineNotConfigured | InvalidConfig>
     /**
      * Frees the runtimes (and their connections) of projects with no work in progress that have been idle at
      * least `idleFor` (default: their tier's idle timeout; `0` frees every unused one). Returns how many
@@ -174,28 +175,105 @@ export class Tenancy extends Context.Service<
   }
 >()("@tenantpool/core/Tenancy") {}
 
-const settingsOf = (options: Options | undefined): Effect.Effect<Settings, InvalidConfig> =>
+const optionFields = [
+  "breakers",
+  "metrics",
+  "spans",
+  "retry",
+  "healthCheckInterval",
+  "healthCheckTimeout",
+  "sweepInterval",
+  "shutdownTimeout",
+  "recentEvents"
+] as const satisfies ReadonlyArray<keyof Options>
+
+const invalid = (field: string, reason: string) => Effect.fail(new InvalidConfig({ field, reason }))
+
+const isPositiveInteger = (u: unknown): u is number => Number.isSafeInteger(u) && (u as number) > 0
+
+// The options, read once into a plain copy and checked (a wrong type, a getter or proxy that throws: InvalidConfig
+// naming the option), with the settings made from them.
+const settingsOf = (
+  input: unknown
+): Effect.Effect<{ readonly settings: Settings; readonly options: Options }, InvalidConfig> =>
   Effect.gen(function* () {
-    const metrics = options?.metrics ?? {}
-    return {
+    const read = readFields("tenancy", input, optionFields, { optional: true })
+    if (read instanceof InvalidConfig) return yield* read
+    const options = read as Options
+    const metrics = readFields("metrics", options.metrics, ["projectLabel", "maxProjectSeries"], { optional: true })
+    if (metrics instanceof InvalidConfig) return yield* metrics
+    if (metrics.projectLabel !== undefined && typeof metrics.projectLabel !== "boolean") {
+      return yield* invalid("metrics.projectLabel", "must be a boolean")
+    }
+    if (metrics.maxProjectSeries !== undefined && !isPositiveInteger(metrics.maxProjectSeries)) {
+      return yield* invalid("metrics.maxProjectSeries", "must be a positive integer")
+    }
+    if (options.spans !== undefined && !["auto", "always", "never"].includes(options.spans as string)) {
+      return yield* invalid("spans", 'must be "auto", "always" or "never"')
+    }
+    if (options.retry !== undefined && guard("retry", () => Schedule.isSchedule(options.retry)) !== true) {
+      return yield* invalid("retry", "must be a Schedule")
+    }
+    if (options.recentEvents !== undefined && !isPositiveInteger(options.recentEvents)) {
+      return yield* invalid("recentEvents", "must be a positive integer")
+    }
+    const breakers = readFields("breakers", options.breakers, engines, { optional: true })
+    if (breakers instanceof InvalidConfig) return yield* breakers
+    const settings: Settings = {
       projectLabel: metrics.projectLabel === true,
-      maxProjectSeries: metrics.maxProjectSeries ?? 1000,
-      spans: options?.spans ?? "auto",
+      maxProjectSeries: (metrics.maxProjectSeries as number | undefined) ?? 1000,
+      spans: options.spans ?? "auto",
       retry:
-        options?.retry ??
+        options.retry ??
         (Schedule.exponential("50 millis").pipe(Schedule.jittered, Schedule.upTo({ times: 2 })) as Schedule.Schedule<
           unknown,
           unknown
         >),
-      healthIntervalMillis: yield* Durations.millis("healthCheckInterval", options?.healthCheckInterval, "30 seconds", {
+      healthIntervalMillis: yield* Durations.millis("healthCheckInterval", options.healthCheckInterval, "30 seconds", {
         allowZero: true
       }),
-      healthTimeoutMillis: yield* Durations.millis("healthCheckTimeout", options?.healthCheckTimeout, "2 seconds"),
-      sweepIntervalMillis: yield* Durations.millis("sweepInterval", options?.sweepInterval, "30 seconds"),
-      shutdownTimeoutMillis: yield* Durations.millis("shutdownTimeout", options?.shutdownTimeout, "10 seconds", {
+      healthTimeoutMillis: yield* Durations.millis("healthCheckTimeout", options.healthCheckTimeout, "2 seconds"),
+      sweepIntervalMillis: yield* Durations.millis("sweepInterval", options.sweepInterval, "30 seconds"),
+      shutdownTimeoutMillis: yield* Durations.millis("shutdownTimeout", options.shutdownTimeout, "10 seconds", {
         allowZero: true
       })
     }
+    return { settings, options: { ...options, breakers: breakers as Options["breakers"] } }
+  })
+
+// An adapter, read once and checked: an object with a known engine and the functions the guard calls.
+const readAdapter = <B, E>(adapter: unknown): EngineAdapter<B, E> | InvalidConfig => {
+  const read = readFields("adapter", adapter, [
+    "engine",
+    "policy",
+    "bind",
+    "classify",
+    "ping",
+    "targetCapacity",
+    "stats"
+  ])
+  if (read instanceof InvalidConfig) return read
+  if (typeof read.engine !== "string" || !(engines as ReadonlyArray<string>).includes(read.engine)) {
+    return new InvalidConfig({ field: "adapter.engine", reason: "must be postgres, redis or mongodb" })
+  }
+  for (const name of ["bind", "classify", "ping", "targetCapacity"] as const) {
+    if (typeof read[name] !== "function")
+      return new InvalidConfig({ field: `adapter.${name}`, reason: "must be a function" })
+  }
+  if (read.stats !== undefined && typeof read.stats !== "function") {
+    return new InvalidConfig({ field: "adapter.stats", reason: "must be a function" })
+  }
+  return read as unknown as EngineAdapter<B, E>
+}
+
+// The `idleFor` of `closeIdleConnections`, read inside the Effect.
+const idleForOf = (opts: unknown): Effect.Effect<number | undefined, InvalidConfig> =>
+  Effect.suspend(() => {
+    const read = readFields("options", opts, ["idleFor"], { optional: true })
+    if (read instanceof InvalidConfig) return Effect.fail(read)
+    return read.idleFor === undefined
+      ? Effect.succeed(undefined)
+      : Durations.millis("idleFor", read.idleFor as Duration.Input, 0, { allowZero: true })
   })
 
 /**
@@ -209,26 +287,26 @@ export const make = (
   options?: Options | undefined
 ): Effect.Effect<Tenancy["Service"], InvalidConfig, Tiers | ProjectRegistry | Scope.Scope> =>
   Effect.gen(function* () {
-    const settings = yield* settingsOf(options)
-    const g = yield* makeState(settings, options?.recentEvents ?? 100)
+    const { settings, options: read } = yield* settingsOf(options)
+    const g = yield* makeState(settings, read.recentEvents ?? 100)
     yield* Runtimes.followRegistry(g)
     yield* Runtimes.followTiers(g)
     if (settings.healthIntervalMillis > 0) g.fork(Health.healthLoop(g))
     g.fork(Runtimes.sweeper(g))
     yield* Effect.addFinalizer(() => Runtimes.shutdown(g))
     const service = Tenancy.of({
-      register: (adapter) => registerEngine(g, adapter, options?.breakers?.[adapter.engine]),
+      register: (input) =>
+        Effect.suspend(() => {
+          const adapter = readAdapter<any, any>(input)
+          if (adapter instanceof InvalidConfig) return Effect.fail(adapter)
+          return registerEngine(g, adapter, read.breakers?.[adapter.engine])
+        }),
       withProject: (id) => Runtimes.withProject(g, id),
       acquireProject: (id) => Runtimes.acquireProject(g, id),
       connections: Effect.sync(() => connections(g)),
       checkHealth: (id, engine) => Health.checkHealth(g, id, engine),
       closeIdleConnections: (opts) =>
-        Effect.flatMap(
-          opts?.idleFor === undefined
-            ? Effect.succeed(undefined)
-            : Durations.millis("idleFor", opts.idleFor, 0, { allowZero: true }),
-          (idleFor) => Runtimes.sweep(g, idleFor, "closeIdleConnections")
-        ),
+        Effect.flatMap(idleForOf(opts), (idleFor) => Runtimes.sweep(g, idleFor, "closeIdleConnections")),
       events: Stream.fromPubSub(g.events.pubsub),
       recentEvents: Effect.sync(() => g.events.recent()),
       stats: Effect.sync(() => ({
@@ -315,7 +393,9 @@ export const layerProject = (id: string): Layer.Layer<never, ProjectNotFound | I
  */
 export const layerMemory = (
   options?: (Options & { readonly tiers?: Parameters<typeof TierModule.layer>[0] }) | undefined
-): Layer.Layer<Tenancy | Tiers | ProjectRegistry | MemoryRegistry, InvalidConfig> =>
-  layer(options).pipe(
-    Layer.provideMerge(Layer.mergeAll(TierModule.layer(options?.tiers), RegistryModule.layerMemory()))
-  )
+): Layer.Layer<Tenancy | Tiers | ProjectRegistry | MemoryRegistry, InvalidConfig> => {
+  // Read once here (a getter or proxy that throws is the layer's InvalidConfig); `layer` checks the rest.
+  const tiers = guard("tenancy.tiers", () => (isRecord(options) ? options.tiers : undefined))
+  const tierLayer = tiers instanceof InvalidConfig ? Layer.effect(Tiers, Effect.fail(tiers)) : TierModule.layer(tiers)
+  return layer(options).pipe(Layer.provideMerge(Layer.mergeAll(tierLayer, RegistryModule.layerMemory())))
+}

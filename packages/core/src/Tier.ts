@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./Errors.ts"
+import { guard, readFields } from "./internal/input.ts"
 import { type TierName, tierNames } from "./Vocabulary.ts"
 
 // The names live in the leaf module `Vocabulary.ts` (errors use them too); this module re-exports them.
@@ -165,10 +166,36 @@ export const override = (
   base: TierLimits,
   patch: TierOverride
 ): Effect.Effect<TierLimits, InvalidConfig> => {
-  const timeout = durationMillis(patch.timeout)
+  if (!isTierName(tier)) return Effect.fail(new InvalidConfig({ field: "tier", reason: "not a tier name" }))
+  const read = readFields(tier, patch, overrideFields)
+  if (read instanceof InvalidConfig) return Effect.fail(read)
+  return overrideRead(tier, base, read as TierOverride)
+}
+
+const overrideFields = [
+  "minPool",
+  "maxPool",
+  "maxConcurrent",
+  "maxQueue",
+  "timeout",
+  "priority",
+  "idleTimeout"
+] as const satisfies ReadonlyArray<keyof TierOverride>
+
+const isTierName = (u: unknown): u is TierName =>
+  typeof u === "string" && (tierNames as ReadonlyArray<string>).includes(u)
+
+const overrideRead = (
+  tier: TierName,
+  base: TierLimits,
+  patch: TierOverride
+): Effect.Effect<TierLimits, InvalidConfig> => {
+  const timeout = guard(`${tier}.timeout`, () => durationMillis(patch.timeout))
   if (timeout === null) return Effect.fail(new InvalidConfig({ field: `${tier}.timeout`, reason: "not a duration" }))
-  const idle = durationMillis(patch.idleTimeout)
+  if (timeout instanceof InvalidConfig) return Effect.fail(timeout)
+  const idle = guard(`${tier}.idleTimeout`, () => durationMillis(patch.idleTimeout))
   if (idle === null) return Effect.fail(new InvalidConfig({ field: `${tier}.idleTimeout`, reason: "not a duration" }))
+  if (idle instanceof InvalidConfig) return Effect.fail(idle)
   const candidate = {
     minPool: patch.minPool ?? base.minPool,
     maxPool: patch.maxPool ?? base.maxPool,
@@ -240,8 +267,10 @@ export const make = (
 ): Effect.Effect<Tiers["Service"], InvalidConfig> =>
   Effect.gen(function* () {
     const states = new Map<TierName, { name: TierName; weight: number; limits: TierLimits }>()
+    const read = readFields("tiers", overrides, tierNames, { optional: true })
+    if (read instanceof InvalidConfig) return yield* read
     for (const name of tierNames) {
-      const patch = overrides?.[name]
+      const patch = read[name] as TierOverride | undefined
       const limits = patch === undefined ? defaults[name] : yield* override(name, defaults[name], patch)
       states.set(name, { name, weight: priorityWeight[limits.priority], limits })
     }
@@ -250,15 +279,21 @@ export const make = (
       get: (name) => states.get(name)!,
       all: () => Object.fromEntries([...states].map(([n, s]) => [n, s.limits])) as Record<TierName, TierLimits>,
       update: (name, patch) =>
-        Effect.flatMap(override(name, states.get(name)!.limits, patch), (limits) =>
-          Effect.sync(() => {
-            const state = states.get(name)!
-            const previous = state.limits
-            state.limits = limits
-            state.weight = priorityWeight[limits.priority]
-            for (const listener of listeners) listener(state, previous)
-            return limits
-          })
+        Effect.flatMap(
+          Effect.suspend(() =>
+            isTierName(name)
+              ? override(name, states.get(name)!.limits, patch)
+              : Effect.fail(new InvalidConfig({ field: "tier", reason: "not a tier name" }))
+          ),
+          (limits) =>
+            Effect.sync(() => {
+              const state = states.get(name)!
+              const previous = state.limits
+              state.limits = limits
+              state.weight = priorityWeight[limits.priority]
+              for (const listener of listeners) listener(state, previous)
+              return limits
+            })
         ),
       onChange: (listener) => {
         listeners.add(listener)

@@ -35,7 +35,12 @@ import type {
   UpdateResult,
   WithId
 } from "mongodb"
-import type { GuardError, InvalidConfig, InvalidConnectionString, InvalidProjectId } from "@tenantpool/core/Errors"
+import {
+  type GuardError,
+  InvalidConfig,
+  type InvalidConnectionString,
+  type InvalidProjectId
+} from "@tenantpool/core/Errors"
 import { MemoryRegistry, type ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import type { TierName, Tiers } from "@tenantpool/core/Tier"
@@ -179,7 +184,9 @@ export const make = (
     const engine = yield* MongoEngine
     const tenancy = yield* Tenancy.Tenancy
     const registry = yield* MemoryRegistry
-    const config = yield* registry.register({ id: projectId, tier: options.tier, mongodb: options.connectionString })
+    const read = readOptions(options)
+    if (read instanceof InvalidConfig) return yield* read
+    const config = yield* registry.register({ id: projectId, tier: read.tier, mongodb: read.connectionString })
     const id = config.id
     let closed = false
     const close = Effect.suspend(() => {
@@ -254,6 +261,23 @@ export const layer = (
   InvalidProjectId | InvalidConnectionString | InvalidConfig,
   MongoEngine | Tenancy.Tenancy | MemoryRegistry
 > => Layer.effect(MongoClient, make(projectId, options))
+
+// The options, read once: not an object, or a getter or proxy that throws, is an InvalidConfig naming the field
+// (the registry then checks the tier and the connection string).
+const readOptions = (options: unknown): ClientOptions | InvalidConfig => {
+  if (typeof options !== "object" || options === null) {
+    return new InvalidConfig({ field: "options", reason: "must be an object with connectionString and tier" })
+  }
+  let field = "connectionString"
+  try {
+    const connectionString = (options as ClientOptions).connectionString
+    field = "tier"
+    const tier = (options as ClientOptions).tier
+    return { connectionString, tier }
+  } catch {
+    return new InvalidConfig({ field, reason: "could not be read (a getter or proxy threw)" })
+  }
+}
 
 /**
  * Everything in one layer, for scripts and demos: the client over the engine over an in-memory tenancy service.

@@ -39,7 +39,7 @@ import { type Document, MongoClient as DriverClient, type MongoClientOptions } f
 import type { ProjectHandle } from "@tenantpool/core/CurrentProject"
 import * as Durations from "@tenantpool/core/Durations"
 import type { Classification, PoolStats } from "@tenantpool/core/Engine"
-import type { GuardError, InvalidConfig } from "@tenantpool/core/Errors"
+import { type GuardError, InvalidConfig } from "@tenantpool/core/Errors"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import { bind, type Binding, ping } from "./internal/binding.ts"
@@ -202,14 +202,63 @@ const clientOptions = Effect.fnUntraced(function* (options: Options | undefined)
   } satisfies MongoClientOptions
 })
 
+const optionNames = [
+  "maxPoolSize",
+  "minPoolSize",
+  "maxIdleTime",
+  "maxConnecting",
+  "waitQueueTimeout",
+  "serverSelectionTimeout",
+  "connectTimeout",
+  "heartbeatFrequency",
+  "retryWrites",
+  "targetCapacity",
+  "appName",
+  "healthCheckTimeout",
+  "retireTimeout"
+] as const satisfies ReadonlyArray<keyof Options>
+
+// The options, read once into a plain copy and their non-duration fields checked (durations are checked where they
+// are read): a wrong type, or a getter or proxy that throws, is an InvalidConfig naming the option.
+const readOptions = (input: unknown): Options | InvalidConfig => {
+  if (input === undefined) return {}
+  if (typeof input !== "object" || input === null) {
+    return new InvalidConfig({ field: "mongodb.options", reason: "must be an object" })
+  }
+  const copy: Record<string, unknown> = {}
+  for (const name of optionNames) {
+    try {
+      copy[name] = (input as Record<string, unknown>)[name]
+    } catch {
+      return new InvalidConfig({ field: `mongodb.${name}`, reason: "could not be read (a getter or proxy threw)" })
+    }
+  }
+  for (const name of ["maxPoolSize", "minPoolSize", "maxConnecting", "targetCapacity"] as const) {
+    const v = copy[name]
+    const min = name === "minPoolSize" ? 0 : 1
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= min)) {
+      return new InvalidConfig({ field: `mongodb.${name}`, reason: `must be an integer >= ${min}` })
+    }
+  }
+  if (copy["retryWrites"] !== undefined && typeof copy["retryWrites"] !== "boolean") {
+    return new InvalidConfig({ field: "mongodb.retryWrites", reason: "must be a boolean" })
+  }
+  if (copy["appName"] !== undefined && typeof copy["appName"] !== "string") {
+    return new InvalidConfig({ field: "mongodb.appName", reason: "must be a string" })
+  }
+  return copy as Options
+}
+
 /**
  * Registers the MongoDB engine with the tenancy service, with a driver factory (tests pass one that monitors).
  *
  * @category constructors
  * @since 0.1.0
  */
-export const makeWith = (factory: ClientFactory, options?: Options | undefined) =>
+export const makeWith = (factory: ClientFactory, input?: Options | undefined) =>
   Effect.gen(function* () {
+    const options = readOptions(input)
+    if (options instanceof InvalidConfig) return yield* options
     const tenancy = yield* Tenancy
     const tiers = yield* Tiers
     const cap = Math.max(1, options?.maxPoolSize ?? 100)

@@ -147,9 +147,19 @@ const kindOfCode = (code: number): MongoErrorKind | undefined => {
   return undefined
 }
 
+const isMongoError = (u: unknown): u is MongoError => {
+  try {
+    return u instanceof MongoError
+  } catch {
+    return false
+  }
+}
+
 // Scheme-prefixed credentials (`mongodb://user:pass@`, `postgres://…`), and bare `user:pass@host` forms.
 const credentialsInUrl = /([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi
 const bareCredentials = /(^|[\s"'(,=])[^\s"'(,=/@:]+:[^\s"'(,=/@]*@(?=[a-z0-9[])/gi
+
+const maxScrubbed = 4096
 
 /**
  * Removes credentials from a text: `scheme://user:password@` becomes `scheme://<credentials>@`, and any of the given
@@ -159,10 +169,16 @@ const bareCredentials = /(^|[\s"'(,=])[^\s"'(,=/@:]+:[^\s"'(,=/@]*@(?=[a-z0-9[])
  * @since 0.1.0
  */
 export const scrub = (text: string, secrets?: Iterable<string> | undefined): string => {
-  let out = text.replace(credentialsInUrl, "$1<credentials>@").replace(bareCredentials, "$1<credentials>@")
+  // Not text (a caller's `as any`): nothing of it is repeated.
+  if (typeof text !== "string") return ""
+  // The credential patterns scan back from every ':' (quadratic on a huge text without one): error texts are short,
+  // a longer one is cut first (what is cut is not repeated either).
+  let out = (text.length > maxScrubbed ? `${text.slice(0, maxScrubbed)}…` : text)
+    .replace(credentialsInUrl, "$1<credentials>@")
+    .replace(bareCredentials, "$1<credentials>@")
   if (secrets !== undefined) {
     for (const secret of secrets) {
-      if (secret.length === 0) continue
+      if (typeof secret !== "string" || secret.length === 0) continue
       for (const form of new Set([secret, encodeURIComponent(secret)])) out = out.split(form).join("<redacted>")
     }
   }
@@ -266,6 +282,20 @@ const byCode = (err: Driver.MongoError, code: number | undefined): { kind: Mongo
  * @since 0.1.0
  */
 export const fromUnknown = (operation: string, cause: unknown, secrets?: Iterable<string> | undefined): MongoError => {
+  try {
+    return fromUnknownUnsafe(operation, cause, secrets)
+  } catch {
+    // A value that throws while it is inspected (a revoked proxy, a getter): not the driver's.
+    return new MongoError({
+      kind: "other",
+      operation,
+      detail: "the driver failed with an unreadable value",
+      sent: false
+    })
+  }
+}
+
+const fromUnknownUnsafe = (operation: string, cause: unknown, secrets: Iterable<string> | undefined): MongoError => {
   if (cause instanceof MongoError) return cause
   let kind: MongoErrorKind
   let sent: boolean
@@ -278,9 +308,15 @@ export const fromUnknown = (operation: string, cause: unknown, secrets?: Iterabl
     kind = known.kind
     sent = known.sent
   } else {
-    rawMessage = cause instanceof Error ? cause.message : String(cause)
-    // What the driver throws for bad input before sending: BSON errors, TypeErrors, RangeErrors.
-    const local = Driver.BSON.BSONError.isBSONError(cause) || cause instanceof TypeError || cause instanceof RangeError
+    // What the driver throws for bad input before sending: BSON errors, TypeErrors, RangeErrors. Only BSON's own
+    // messages are repeated: another error's, or a value that is not an error, may carry the input (a secret).
+    const bson = Driver.BSON.BSONError.isBSONError(cause)
+    rawMessage = bson
+      ? (cause as Error).message
+      : cause instanceof Error
+        ? `the driver failed: ${typeof cause.name === "string" ? cause.name.slice(0, 40) : "Error"}`
+        : "the driver failed with a non-error value"
+    const local = bson || cause instanceof TypeError || cause instanceof RangeError
     kind = local ? "invalid_argument" : "other"
     sent = false
   }
@@ -322,6 +358,8 @@ const provokedCodes: ReadonlySet<number> = new Set([50, 262])
  * @since 0.1.0
  */
 export const classify = (error: MongoError): Classification => {
+  // Not one of ours (a caller's `as any`, a proxy): the caller's own failure, never infrastructure.
+  if (!isMongoError(error)) return { infrastructure: false, errorType: "other", sent: false }
   const infrastructure = error.isInfrastructure
   return {
     infrastructure,

@@ -91,7 +91,10 @@ const sqlStatePattern = /^[0-9A-Z]{5}$/
  * @category accessors
  * @since 0.1.0
  */
-export const sqlState = (error: SqlError): string | undefined => {
+export const sqlState = (error: SqlError): string | undefined => total(undefined, () => sqlStateOf(error))
+
+const sqlStateOf = (error: SqlError): string | undefined => {
+  if (!isSqlError(error)) return undefined
   const cause = error.reason.cause
   if (typeof cause !== "object" || cause === null) return undefined
   const fields = cause as { readonly code?: unknown; readonly severity?: unknown; readonly syscall?: unknown }
@@ -114,6 +117,7 @@ const provoked: ReadonlySet<string> = new Set(["08P01", "57014"])
  * @since 0.1.0
  */
 export const errorTypeOfSqlState = (code: string): ErrorType => {
+  if (typeof code !== "string") return "other"
   if (code.startsWith("08")) return "connection"
   if (code.startsWith("28")) return "auth"
   if (code === "53300") return "too_many_connections"
@@ -167,6 +171,7 @@ const reasonErrorType = (reason: SqlErrorReason): ErrorType => {
  * @since 0.1.0
  */
 export const errorType = (error: SqlError): ErrorType => {
+  if (total(false, () => isSqlError(error)) !== true) return "other"
   const code = sqlState(error)
   return code !== undefined ? errorTypeOfSqlState(code) : reasonErrorType(error.reason)
 }
@@ -179,7 +184,10 @@ export const errorType = (error: SqlError): ErrorType => {
  * @category classification
  * @since 0.1.0
  */
-export const classify = (error: unknown): Classification => {
+export const classify = (error: unknown): Classification =>
+  total<Classification>({ infrastructure: false, errorType: "application", sent: false }, () => classifyOf(error))
+
+const classifyOf = (error: unknown): Classification => {
   if (!isSqlError(error)) return { infrastructure: false, errorType: "application", sent: false }
   if (guardError(error) !== undefined) return { infrastructure: false, errorType: "other", sent: false }
   const code = sqlState(error)
@@ -255,9 +263,21 @@ export const toSqlError = <E>(error: E | Refusal, operation: string): E | SqlErr
  * @category accessors
  * @since 0.1.0
  */
-export const guardError = (error: SqlError): Refusal | undefined => {
-  const cause = error.reason.cause
-  return isRefusal(cause) ? cause : undefined
+export const guardError = (error: SqlError): Refusal | undefined =>
+  total(undefined, () => {
+    if (!isSqlError(error)) return undefined
+    const cause = error.reason.cause
+    return isRefusal(cause) ? cause : undefined
+  })
+
+// The accessors take what a driver or a caller failed with: a value that throws while it is inspected (a proxy, a
+// getter) is not one of ours, never a throw out of the classifier.
+const total = <A>(fallback: A, f: () => A): A => {
+  try {
+    return f()
+  } catch {
+    return fallback
+  }
 }
 
 /**

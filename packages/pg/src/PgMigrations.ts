@@ -261,6 +261,17 @@ const checkMetaCommands = (
 export const load = Effect.fnUntraced(function* (
   directory: string
 ): Effect.fn.Return<ReadonlyArray<Migration>, MigrationLoadError> {
+  if (
+    typeof directory !== "string" ||
+    directory.length === 0 ||
+    directory.length > 4096 ||
+    directory.includes("\u0000")
+  ) {
+    return yield* new MigrationLoadError({
+      directory: "<not shown>",
+      reason: "the directory must be a path: a non-empty string without NUL, at most 4096 characters"
+    })
+  }
   const entries = yield* Effect.tryPromise({
     try: () => fs.readdir(directory, { withFileTypes: true }),
     catch: (cause) => new MigrationLoadError({ directory, reason: describeFsError(cause) })

@@ -15,10 +15,11 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type { Engine } from "@tenantpool/core/Engine"
-import type { InvalidConfig, InvalidConnectionString, InvalidProjectId } from "@tenantpool/core/Errors"
+import { InvalidConfig, type InvalidConnectionString, type InvalidProjectId } from "@tenantpool/core/Errors"
 import * as ProjectId from "@tenantpool/core/ProjectId"
 import * as Target from "@tenantpool/core/Target"
 import type { TierName } from "@tenantpool/core/Tier"
+import { engines } from "@tenantpool/core/Vocabulary"
 import { decrypt, encrypt, generateKey as generateRingKey, type KeyRing } from "./internal/crypto.ts"
 import { failure, keyRingOf, PlatformStoreError } from "./internal/platform.ts"
 import { PlatformRegistry } from "./PlatformRegistry.ts"
@@ -70,16 +71,18 @@ export class PlatformAdmin extends Context.Service<
   PlatformAdmin,
   {
     /** Creates a project or changes its tier. */
-    readonly registerProject: (input: ProjectInput) => Effect.Effect<void, PlatformStoreError | InvalidProjectId>
+    readonly registerProject: (
+      input: ProjectInput
+    ) => Effect.Effect<void, PlatformStoreError | InvalidProjectId | InvalidConfig>
     /** Stores a project's connection string for an engine, encrypted under the primary key. */
     readonly putDatabase: (
       input: DatabaseInput
-    ) => Effect.Effect<void, PlatformStoreError | InvalidProjectId | InvalidConnectionString>
+    ) => Effect.Effect<void, PlatformStoreError | InvalidProjectId | InvalidConnectionString | InvalidConfig>
     /** Removes a project's database for an engine; true when there was one. */
     readonly removeDatabase: (
       projectId: string,
       engine: Engine
-    ) => Effect.Effect<boolean, PlatformStoreError | InvalidProjectId>
+    ) => Effect.Effect<boolean, PlatformStoreError | InvalidProjectId | InvalidConfig>
     /** Removes a project and its databases; true when there was one. */
     readonly removeProject: (projectId: string) => Effect.Effect<boolean, PlatformStoreError | InvalidProjectId>
     /** Re-encrypts every connection string not under the primary key; returns how many. */
@@ -88,7 +91,8 @@ export class PlatformAdmin extends Context.Service<
 >()("@tenantpool/pg/PlatformAdmin") {}
 
 /**
- * A fresh random key in the key-ring format (`<id>:<base64 of 32 bytes>`), for set-up scripts and tests.
+ * A fresh random key in the key-ring format (`<id>:<base64 of 32 bytes>`), for set-up scripts and tests. Throws
+ * `InvalidConfig` for an id that is not a key id (letters, digits, `._:-`, 1–128 characters).
  *
  * @category constructors
  * @since 0.1.0
@@ -102,8 +106,29 @@ interface State {
   readonly announce: (id: string) => Effect.Effect<void>
 }
 
-const registerProject = (state: State, input: ProjectInput) =>
+// An input object read once into a plain copy: not an object, or a getter or proxy that throws, is an InvalidConfig
+// naming the field (the thrown value, which may carry the input, is not repeated).
+const readInput = <A>(field: string, input: unknown, names: ReadonlyArray<string>): Effect.Effect<A, InvalidConfig> =>
+  Effect.suspend(() => {
+    if (typeof input !== "object" || input === null) {
+      return Effect.fail(new InvalidConfig({ field, reason: "must be an object" }))
+    }
+    const copy: Record<string, unknown> = {}
+    for (const name of names) {
+      try {
+        copy[name] = (input as Record<string, unknown>)[name]
+      } catch {
+        return Effect.fail(new InvalidConfig({ field: `${field}.${name}`, reason: "could not be read" }))
+      }
+    }
+    return Effect.succeed(copy as A)
+  })
+
+const isEngine = (u: unknown): u is Engine => typeof u === "string" && (engines as ReadonlyArray<string>).includes(u)
+
+const registerProject = (state: State, raw: ProjectInput) =>
   Effect.gen(function* () {
+    const input = yield* readInput<ProjectInput>("project", raw, ["id", "tier"])
     const id = yield* ProjectId.decode(input.id)
     yield* state.sql`insert into platform.projects (id, tier) values (${id}, ${input.tier})
                      on conflict (id) do update set tier = excluded.tier`.pipe(
@@ -112,8 +137,14 @@ const registerProject = (state: State, input: ProjectInput) =>
     yield* state.announce(id)
   })
 
-const putDatabase = (state: State, input: DatabaseInput) =>
+const putDatabase = (state: State, raw: DatabaseInput) =>
   Effect.gen(function* () {
+    const input = yield* readInput<DatabaseInput>("database", raw, [
+      "projectId",
+      "engine",
+      "connectionString",
+      "status"
+    ])
     const id = yield* ProjectId.decode(input.projectId)
     const secret =
       typeof input.connectionString === "string" ? Redacted.make(input.connectionString) : input.connectionString
@@ -143,6 +174,8 @@ const putDatabase = (state: State, input: DatabaseInput) =>
 const removeDatabase = (state: State, projectId: string, engine: Engine) =>
   Effect.gen(function* () {
     const id = yield* ProjectId.decode(projectId)
+    if (!isEngine(engine))
+      return yield* new InvalidConfig({ field: "engine", reason: "must be postgres, redis or mongodb" })
     const rows = yield* state.sql`delete from platform.databases where project_id = ${id} and database_type = ${engine}
                                   returning project_id`.pipe(Effect.mapError(failure(`remove ${engine} database`, id)))
     yield* state.announce(id)

@@ -203,6 +203,15 @@ const readNode = (value: unknown): Node => {
  * @since 0.1.0
  */
 export const javaScriptOperator = (value: unknown): string | undefined => {
+  try {
+    return javaScriptOperatorUnsafe(value)
+  } catch {
+    // A value that throws while it is read (a proxy, a getter): treated as JavaScript (fail closed).
+    return "(unreadable)"
+  }
+}
+
+const javaScriptOperatorUnsafe = (value: unknown): string | undefined => {
   const stack: Array<unknown> = [value]
   const seen = new Set<object>()
   while (stack.length > 0) {
@@ -246,6 +255,15 @@ const findDeep = (root: unknown, test: (node: Record<string, unknown>) => boolea
  * @since 0.1.0
  */
 export const isCollectionScan = (explain: unknown): boolean | undefined => {
+  try {
+    return isCollectionScanUnsafe(explain)
+  } catch {
+    // A value that throws while it is read (a proxy, a getter): unknown.
+    return undefined
+  }
+}
+
+const isCollectionScanUnsafe = (explain: unknown): boolean | undefined => {
   if (explain === null || typeof explain !== "object") return undefined
   const doc = explain as Record<string, any>
   const roots: Array<unknown> = []
@@ -276,7 +294,13 @@ export const isCollectionScan = (explain: unknown): boolean | undefined => {
  * @category evaluation
  * @since 0.1.0
  */
-export const shapeOf = (value: unknown): string => shape(value, 0)
+export const shapeOf = (value: unknown): string => {
+  try {
+    return shape(value, 0)
+  } catch {
+    return "?"
+  }
+}
 
 // Deeper than any document a server accepts: a cyclic value's shape stops there.
 const maxShapeDepth = 200

@@ -416,6 +416,8 @@ const messageOf = (e: unknown): string => (e instanceof Error ? e.message : Stri
  * @since 0.1.0
  */
 export const analyzeUncached = (sql: string): Analysis => {
+  // Not text (a caller's `as any`): nothing to parse, refused like a text that does not parse.
+  if (typeof sql !== "string") return { ...empty, kind: "utility", command: "UNPARSEABLE", error: "not text" }
   if (sql.trim() === "") return empty
   let parsed: { stmts: Array<{ stmt?: Record<string, any> }> }
   try {

@@ -21,12 +21,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import type {
-  GuardError,
-  InvalidConnectionString,
+import {
+  type GuardError,
+  type InvalidConnectionString,
   InvalidConfig,
-  InvalidProjectId,
-  ProjectNotFound
+  type InvalidProjectId,
+  type ProjectNotFound
 } from "@tenantpool/core/Errors"
 import { MemoryRegistry, ProjectRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
@@ -124,7 +124,9 @@ export const layer = (
       const registry = yield* MemoryRegistry
       const tenancy = yield* Tenancy.Tenancy
       const redis = yield* RedisEngine.RedisEngine
-      const config = yield* registry.register({ id: projectId, tier: options.tier, redis: options.connectionString })
+      const read = readOptions(options)
+      if (read instanceof InvalidConfig) return yield* read
+      const config = yield* registry.register({ id: projectId, tier: read.tier, redis: read.connectionString })
       const withProject = tenancy.withProject(projectId)
       let closed = false
       // Checked when each call runs, not when it is made: an effect made before `close` and run after it fails too.
@@ -181,12 +183,59 @@ export const layerStandalone = (
   RedisClient | RedisEngine.RedisEngine | Tenancy.Tenancy | ProjectRegistry,
   InvalidProjectId | InvalidConnectionString | InvalidConfig
 > => {
-  const tierPatch: TierOverride = {
-    ...(options.config?.minPoolSize !== undefined ? { minPool: options.config.minPoolSize } : {}),
-    ...(options.config?.maxPoolSize !== undefined ? { maxPool: options.config.maxPoolSize } : {})
+  const read = readOptions(options)
+  if (read instanceof InvalidConfig) {
+    return Layer.unwrap(
+      Effect.fail(read) as Effect.Effect<
+        Layer.Layer<RedisClient | RedisEngine.RedisEngine | Tenancy.Tenancy | ProjectRegistry>,
+        InvalidConfig
+      >
+    )
   }
-  return layer(projectId, options).pipe(
+  const tierPatch: TierOverride = {
+    ...(read.config?.minPoolSize !== undefined ? { minPool: read.config.minPoolSize } : {}),
+    ...(read.config?.maxPoolSize !== undefined ? { maxPool: read.config.maxPoolSize } : {})
+  }
+  return layer(projectId, read).pipe(
     Layer.provideMerge(RedisEngine.layer()),
-    Layer.provideMerge(Tenancy.layerMemory({ ...options.tenancy, tiers: { [options.tier]: tierPatch } }))
+    Layer.provideMerge(Tenancy.layerMemory({ ...read.tenancy, tiers: { [read.tier]: tierPatch } }))
   )
+}
+
+// The options, read once into a plain copy: a value that is not an object, or a getter or proxy that throws, is an
+// InvalidConfig naming the option (the registry then validates the connection string and the tier).
+const readOptions = (
+  options: unknown
+): (Options & { readonly tenancy?: Tenancy.Options | undefined }) | InvalidConfig => {
+  if (typeof options !== "object" || options === null) {
+    return new InvalidConfig({ field: "options", reason: "must be an object with connectionString and tier" })
+  }
+  let field = "options"
+  try {
+    field = "connectionString"
+    const connectionString = (options as Options).connectionString
+    field = "tier"
+    const tier = (options as Options).tier
+    if (typeof tier !== "string") return new InvalidConfig({ field: "tier", reason: "must be a tier name" })
+    field = "tenancy"
+    const tenancy = (options as { readonly tenancy?: Tenancy.Options }).tenancy
+    field = "config"
+    const config: unknown = (options as Options).config
+    if (config !== undefined && (typeof config !== "object" || config === null)) {
+      return new InvalidConfig({ field: "config", reason: "must be an object with minPoolSize and maxPoolSize" })
+    }
+    const pool = config as Options["config"]
+    const copy = {
+      connectionString,
+      tier,
+      tenancy,
+      config: pool === undefined ? undefined : { minPoolSize: pool.minPoolSize, maxPoolSize: pool.maxPoolSize }
+    }
+    if (tenancy !== undefined && (typeof tenancy !== "object" || tenancy === null)) {
+      return new InvalidConfig({ field: "tenancy", reason: "must be an object" })
+    }
+    return copy
+  } catch {
+    return new InvalidConfig({ field, reason: "could not be read (a getter or proxy threw)" })
+  }
 }

@@ -428,6 +428,19 @@ for (const e of Object.values(commands)) {
   for (const sub of Object.values(e.subcommands ?? {})) specs(sub)
 }
 
+const isArgumentList = (args: unknown): boolean => {
+  try {
+    if (!Array.isArray(args)) return false
+    for (let i = 0; i < args.length; i++) {
+      const a: unknown = args[i]
+      if (typeof a !== "string" && typeof a !== "number") return false
+    }
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * The verdict on a call (command name in any case, then its arguments). The key specifications give the keys and
  * channels; three commands need more than their specifications say:
@@ -444,6 +457,8 @@ export const check = (command: string, args: ReadonlyArray<string | number>): Ve
   const upper = asciiUpper(command)
   const top = Object.hasOwn(commands, upper) ? commands[upper] : undefined
   if (top === undefined) return { _tag: "Refused", command: upper, why: "unlisted" }
+  // Arguments that are not strings or numbers (or cannot be read) locate no keys for certain.
+  if (!isArgumentList(args)) return { _tag: "Invalid", command: upper, why: "arguments" }
   let e = top
   let subcommand: string | undefined
   if (top.subcommands !== undefined) {

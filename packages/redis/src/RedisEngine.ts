@@ -276,26 +276,68 @@ export class RedisEngine extends Context.Service<
   }
 >()("@tenantpool/redis/RedisEngine") {}
 
+// The option names, read once into a plain copy: a getter or proxy that throws is an InvalidConfig naming the
+// option, and what was checked is what is used.
+const optionNames = [
+  "autoPipelining",
+  "prefix",
+  "targetCapacity",
+  "connectTimeout",
+  "dedicatedIdleTimeout",
+  "clientName",
+  "scripts"
+] as const
+
+const readOptions = (options: unknown): Options | InvalidConfig => {
+  if (options === undefined) return {}
+  if (typeof options !== "object" || options === null || isArray(options)) {
+    return new InvalidConfig({ field: "redis.options", reason: "must be an object" })
+  }
+  const copy: Record<string, unknown> = {}
+  for (const name of optionNames) {
+    try {
+      copy[name] = (options as Record<string, unknown>)[name]
+    } catch {
+      return new InvalidConfig({ field: `redis.${name}`, reason: "could not be read (a getter or proxy threw)" })
+    }
+  }
+  const scripts = copy["scripts"]
+  if (typeof scripts === "object" && scripts !== null && !isArray(scripts)) {
+    try {
+      const { trusted, ownUser } = scripts as Record<string, unknown>
+      copy["scripts"] = { trusted, ownUser }
+    } catch {
+      return new InvalidConfig({ field: "redis.scripts", reason: "could not be read (a getter or proxy threw)" })
+    }
+  }
+  return copy as Options
+}
+
+const isArray = (u: unknown): boolean => {
+  try {
+    return Array.isArray(u)
+  } catch {
+    return true
+  }
+}
+
 // The options that are not durations: a wrong type fails the layer with `InvalidConfig` naming the option.
-const checkOptions = (options: Options | undefined): InvalidConfig | undefined => {
-  const o: Record<string, unknown> = (options ?? {}) as Record<string, unknown>
-  const scripts = o["scripts"] as Record<string, unknown> | undefined
+const checkOptions = (o: Options): InvalidConfig | undefined => {
+  const scripts = o.scripts as Record<string, unknown> | undefined
   const wrong = (field: string, ok: boolean, reason: string) =>
     ok ? undefined : new InvalidConfig({ field: `redis.${field}`, reason })
   const optional = (u: unknown, type: string) => u === undefined || typeof u === type
   return (
-    wrong("options", typeof o === "object" && o !== null, "must be an object") ??
-    wrong("autoPipelining", optional(o["autoPipelining"], "boolean"), "must be a boolean") ??
-    wrong("prefix", optional(o["prefix"], "function"), "must be a function of the project id") ??
+    wrong("autoPipelining", optional(o.autoPipelining, "boolean"), "must be a boolean") ??
+    wrong("prefix", optional(o.prefix, "function"), "must be a function of the project id") ??
     wrong(
       "targetCapacity",
-      o["targetCapacity"] === undefined ||
-        (Number.isSafeInteger(o["targetCapacity"]) && (o["targetCapacity"] as number) > 0),
+      o.targetCapacity === undefined || (Number.isSafeInteger(o.targetCapacity) && o.targetCapacity > 0),
       "must be a positive integer"
     ) ??
     wrong(
       "clientName",
-      o["clientName"] === undefined || (typeof o["clientName"] === "string" && /^[!-~]+$/.test(o["clientName"])),
+      o.clientName === undefined || (typeof o.clientName === "string" && /^[!-~]+$/.test(o.clientName)),
       "must be a non-empty string without spaces"
     ) ??
     wrong("scripts", scripts === undefined || (typeof scripts === "object" && scripts !== null), "must be an object") ??
@@ -308,6 +350,25 @@ const checkOptions = (options: Options | undefined): InvalidConfig | undefined =
   )
 }
 
+// A project's prefix from the `prefix` option: a non-empty string (an empty one would share the whole keyspace),
+// else the project's calls fail with the configuration's error, never a defect.
+const prefixFor = (prefixOf: (projectId: string) => string, projectId: string): string | RedisError => {
+  let prefix: unknown
+  try {
+    prefix = prefixOf(projectId)
+  } catch {
+    prefix = undefined
+  }
+  return typeof prefix === "string" && prefix.length > 0
+    ? prefix
+    : new RedisError({
+        kind: "client",
+        command: "bind",
+        detail: "the prefix option did not return a non-empty string for the project",
+        sent: false
+      })
+}
+
 /**
  * Registers the Redis engine with the tenancy service and builds the operations. An option of the wrong type, or
  * a duration option that is not a positive duration, fails with `InvalidConfig` naming it.
@@ -316,9 +377,11 @@ const checkOptions = (options: Options | undefined): InvalidConfig | undefined =
  * @since 0.1.0
  */
 export const make = (
-  options?: Options | undefined
+  input?: Options | undefined
 ): Effect.Effect<RedisEngine["Service"], InvalidConfig, Tenancy | Tiers> =>
   Effect.gen(function* () {
+    const options = readOptions(input)
+    if (options instanceof InvalidConfig) return yield* Effect.fail(options)
     const invalid = checkOptions(options)
     if (invalid !== undefined) return yield* Effect.fail(invalid)
     const tenancy = yield* Tenancy
@@ -342,14 +405,12 @@ export const make = (
       engine: "redis",
       classify,
       targetCapacity: () => capacity,
-      bind: (project, target) =>
-        Connections.bind(
-          connections,
-          project,
-          target,
-          prefixOf(project.id),
-          () => tiers.get(project.tierName).limits.maxPool
-        ),
+      bind: (project, target) => {
+        const prefix = prefixFor(prefixOf, project.id)
+        return prefix instanceof RedisError
+          ? Effect.fail(prefix)
+          : Connections.bind(connections, project, target, prefix, () => tiers.get(project.tierName).limits.maxPool)
+      },
       ping: Connections.ping,
       stats: (b) => Connections.stats(b)
     })

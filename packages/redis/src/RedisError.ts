@@ -173,39 +173,58 @@ const isSystemError = (e: Error): e is Error & { code: string; syscall?: unknown
 export const fromUnknown =
   (command: string) =>
   (cause: unknown): RedisError => {
-    if (cause instanceof RedisError) return cause
-    if (!(cause instanceof Error)) {
+    try {
+      return fromUnknownUnsafe(command, cause)
+    } catch {
+      // A value that throws while it is inspected (a revoked proxy, a throwing getter): not an error the driver made.
       return new RedisError({
         kind: "client",
         command,
-        detail: "the driver failed with a non-error value",
+        detail: "the driver failed with an unreadable value",
         sent: false
       })
     }
-    if (cause instanceof ReplyError) {
-      return new RedisError({ kind: replyKind(cause.message), command, detail: clean(cause.message), sent: false })
-    }
-    if (isSystemError(cause)) {
-      // A socket that never connected sent nothing; any other socket error may have cut a command in flight.
-      const sent = cause.syscall !== "connect" && cause.syscall !== "getaddrinfo"
-      return new RedisError({ kind: "connection", command, detail: cause.code, sent })
-    }
-    if (isDriverError(cause)) {
-      const detail =
-        cause.name === "MaxRetriesPerRequestError" ? "connection lost (retries exhausted)" : "connection lost"
-      return new RedisError({ kind: "connection", command, detail, sent: true })
-    }
-    if (Object.getPrototypeOf(cause) === Error.prototype) {
-      // ioredis refuses to write on a connection that is not ready (offline queue off): nothing was sent.
-      const unsent = cause.message.includes("isn't writeable") || cause.message.includes("enableOfflineQueue")
-      if (cause.message.includes("timed out")) {
-        return new RedisError({ kind: "timeout", command, detail: "timed out", sent: true })
-      }
-      const detail = unsent ? "not connected" : clean(cause.message.split("\n")[0] ?? "connection error")
-      return new RedisError({ kind: "connection", command, detail, sent: !unsent })
-    }
-    return new RedisError({ kind: "client", command, detail: `the driver failed: ${cause.name}`, sent: false })
   }
+
+const fromUnknownUnsafe = (command: string, cause: unknown): RedisError => {
+  if (cause instanceof RedisError) return cause
+  if (!(cause instanceof Error)) {
+    return new RedisError({
+      kind: "client",
+      command,
+      detail: "the driver failed with a non-error value",
+      sent: false
+    })
+  }
+  if (cause instanceof ReplyError) {
+    return new RedisError({ kind: replyKind(cause.message), command, detail: clean(cause.message), sent: false })
+  }
+  if (isSystemError(cause)) {
+    // A socket that never connected sent nothing; any other socket error may have cut a command in flight.
+    const sent = cause.syscall !== "connect" && cause.syscall !== "getaddrinfo"
+    return new RedisError({ kind: "connection", command, detail: cause.code, sent })
+  }
+  if (isDriverError(cause)) {
+    const detail =
+      cause.name === "MaxRetriesPerRequestError" ? "connection lost (retries exhausted)" : "connection lost"
+    return new RedisError({ kind: "connection", command, detail, sent: true })
+  }
+  if (Object.getPrototypeOf(cause) === Error.prototype) {
+    // ioredis refuses to write on a connection that is not ready (offline queue off): nothing was sent.
+    const unsent = cause.message.includes("isn't writeable") || cause.message.includes("enableOfflineQueue")
+    if (cause.message.includes("timed out")) {
+      return new RedisError({ kind: "timeout", command, detail: "timed out", sent: true })
+    }
+    // Only ioredis's own phrases are repeated: a plain Error's message may carry anything (a secret).
+    const detail = unsent
+      ? "not connected"
+      : cause.message.startsWith("Connection is closed")
+        ? "connection closed"
+        : "connection error"
+    return new RedisError({ kind: "connection", command, detail, sent: !unsent })
+  }
+  return new RedisError({ kind: "client", command, detail: `the driver failed: ${cause.name}`, sent: false })
+}
 
 /**
  * How a `RedisError` counts for the breakers.

@@ -9,7 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
-import { EngineNotConfigured, type InvalidProjectId, type ProjectNotFound } from "../Errors.ts"
+import { EngineNotConfigured, InvalidConfig, type InvalidProjectId, type ProjectNotFound } from "../Errors.ts"
 import * as ProjectId from "../ProjectId.ts"
 import { type Engine, engineIndex } from "../Vocabulary.ts"
 import { CLOSED } from "./breaker.ts"
@@ -60,10 +60,13 @@ export const checkHealth = (
   engine: Engine
 ): Effect.Effect<
   Probe & { readonly projectId: string; readonly engine: Engine },
-  ProjectNotFound | InvalidProjectId | EngineNotConfigured
+  ProjectNotFound | InvalidProjectId | EngineNotConfigured | InvalidConfig
 > =>
   Effect.gen(function* () {
     const pid = yield* ProjectId.decode(id)
+    if (typeof engine !== "string" || !Object.hasOwn(engineIndex, engine)) {
+      return yield* new InvalidConfig({ field: "engine", reason: "must be postgres, redis or mongodb" })
+    }
     const es = g.engines[engineIndex[engine]]
     if (es === undefined) return yield* new EngineNotConfigured({ projectId: pid, engine })
     return yield* Effect.acquireUseRelease(

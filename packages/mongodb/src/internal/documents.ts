@@ -58,7 +58,11 @@ const viaBson = (value: unknown, path: string, depth: number): unknown => {
   try {
     bytes = BSON.serialize({ v: value }, serializeOptions)
   } catch (e) {
-    throw invalid(path, `cannot be sent as BSON: ${describe(e)}`)
+    // BSON's own errors say what is wrong; anything else came from the value (its toBSON, a getter) and may carry it.
+    throw invalid(
+      path,
+      `cannot be sent as BSON: ${BSON.BSONError.isBSONError(e) ? describe(e) : "a toBSON or getter threw"}`
+    )
   }
   const out = BSON.deserialize(bytes, deserializeOptions) as { v?: unknown }
   return settle(out.v, path, depth)
@@ -146,7 +150,8 @@ const guarded = (value: unknown, path: string): unknown => {
     return copy(value, path, 0)
   } catch (e) {
     if (e instanceof Refusal) throw e
-    throw invalid(path, `could not be read: ${describe(e)}`)
+    // What was thrown may carry the value (a getter's or a proxy's error): not repeated.
+    throw invalid(path, "could not be read (a getter or proxy threw)")
   }
 }
 

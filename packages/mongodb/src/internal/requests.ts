@@ -15,8 +15,9 @@ import { type Checked, checkOptions } from "./options.ts"
 import { checkCollectionName, checkPipeline } from "./pipeline.ts"
 
 /**
- * Runs `build`; a `Refusal` it throws becomes a `MongoError` of operation `operation` (never sent), anything else a
- * defect (a bug of the engine's, not the caller's input).
+ * Runs `build`; a `Refusal` it throws becomes a `MongoError` of operation `operation` (never sent). Anything else
+ * thrown while the arguments are read and checked (a revoked proxy, a getter that throws) is the caller's input too:
+ * a `MongoError` of kind `invalid_argument`, never a defect, and never the thrown value (it may carry the input).
  *
  * @internal
  */
@@ -27,7 +28,7 @@ export const refusing = <A, E, R>(
   try {
     return build()
   } catch (e) {
-    return e instanceof Refusal ? Effect.fail(fromRefusal(operation, e)) : Effect.die(e)
+    return Effect.fail(fromRefusal(operation, e instanceof Refusal ? e : unreadable("arguments")))
   }
 }
 
@@ -41,10 +42,13 @@ export const collectionName = (name: unknown): Refusal | undefined => {
     checkCollectionName(name, "collection")
     return undefined
   } catch (e) {
-    if (e instanceof Refusal) return e
-    throw e
+    return e instanceof Refusal ? e : unreadable("collection")
   }
 }
+
+/** The refusal of an argument that threw while it was read (a proxy, a getter). @internal */
+export const unreadable = (argument: string): Refusal =>
+  invalid(argument, "could not be read (a getter or proxy threw)")
 
 /** A filter (`undefined`: every document). @internal */
 export const filterOf = (filter: unknown, argument = "filter"): Document => document(filter, argument, true)

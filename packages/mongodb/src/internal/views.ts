@@ -31,10 +31,24 @@ const maxViews = 1_000
 
 const schemaKeys = ["schema"] as const
 
+// `Schema.isSchema` of a value whose traps throw: not a schema.
+const isSchema = (u: unknown): u is Schema.Top => {
+  try {
+    return Schema.isSchema(u)
+  } catch {
+    return false
+  }
+}
+
 const schemaOf = (o: unknown): Decode<any, any, any> => {
-  const schema = (o as { schema?: Schema.Top } | null | undefined)?.schema
+  let schema: unknown
+  try {
+    schema = (o as { schema?: Schema.Top } | null | undefined)?.schema
+  } catch {
+    throw Req.unreadable("options.schema")
+  }
   if (schema === undefined) return undefined
-  if (!Schema.isSchema(schema)) throw invalid("options.schema", "must be a Schema codec")
+  if (!isSchema(schema)) throw invalid("options.schema", "must be a Schema codec")
   return Schema.decodeUnknownEffect(schema as any) as any
 }
 
@@ -396,7 +410,7 @@ export class Views {
       let decode: Decode<any, any, any> = undefined
       let refusal = Req.collectionName(name)
       if (schema !== undefined) {
-        if (Schema.isSchema(schema)) decode = Schema.decodeUnknownEffect(schema) as Decode<any, any, any>
+        if (isSchema(schema)) decode = Schema.decodeUnknownEffect(schema) as Decode<any, any, any>
         else refusal ??= invalid("schema", "must be a Schema codec")
       }
       view = makeView(this.handle, name, decode, refusal)

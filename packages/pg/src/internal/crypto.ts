@@ -11,6 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto"
 import * as Redacted from "effect/Redacted"
+import { InvalidConfig } from "@tenantpool/core/Errors"
 
 const tagLength = 16
 const nonceLength = 12
@@ -56,9 +57,16 @@ export const parseKeyRing = (input: Redacted.Redacted<string>): KeyRing => {
   return { primary: primary!, keys }
 }
 
-/** A fresh random key in the ring format, for set-up scripts and tests. */
-export const generateKey = (id: string): Redacted.Redacted<string> =>
-  Redacted.make(`${id}:${randomBytes(32).toString("base64")}`)
+/**
+ * A fresh random key in the ring format, for set-up scripts and tests. Throws `InvalidConfig` (by design: a
+ * synchronous constructor) for an id that is not a key id, without repeating it.
+ */
+export const generateKey = (id: string): Redacted.Redacted<string> => {
+  if (typeof id !== "string" || !keyIdPattern.test(id)) {
+    throw new InvalidConfig({ field: "keys", reason: `a key id must match ${keyIdPattern}` })
+  }
+  return Redacted.make(`${id}:${randomBytes(32).toString("base64")}`)
+}
 
 const aad = (projectId: string, engine: string) => Buffer.from(`${projectId}/${engine}`, "utf8")
 

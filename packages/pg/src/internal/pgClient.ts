@@ -90,17 +90,47 @@ const commit = (conn: Connection): Effect.Effect<void, SqlError> =>
  */
 export const badStatement = (sql: unknown, params: unknown): SqlError | undefined => {
   const problem =
-    typeof sql !== "string"
-      ? `the statement is a ${typeof sql}, not text`
-      : sql.indexOf("\u0000") >= 0
-        ? "the statement contains a NUL byte (0x00), which PostgreSQL cannot receive"
-        : !Array.isArray(params)
-          ? "the statement's parameters are not an array"
-          : undefined
+    sql === uncompilable
+      ? "the statement or its parameters could not be compiled (a value of the wrong type, or one that throws when read)"
+      : typeof sql !== "string"
+        ? `the statement is a ${typeof sql}, not text`
+        : sql.indexOf("\u0000") >= 0
+          ? "the statement contains a NUL byte (0x00), which PostgreSQL cannot receive"
+          : !Array.isArray(params)
+            ? "the statement's parameters are not an array"
+            : undefined
   if (problem === undefined) return undefined
   const message = `PgEngine: ${problem}`
   return new SqlError({ reason: new SqlSyntaxError({ cause: new Error(message), message, operation: "query" }) })
 }
+
+// sql-pg's "Failed to encode query" carries what the encoder threw (a parameter's toString, toJSON or
+// Symbol.toPrimitive: it may carry the value itself). The caller's error, without that cause; nothing was sent.
+const encodeMessage = "PgEngine: a parameter could not be encoded (a value of the wrong type, or one that throws)"
+const scrubEncode = (error: SqlError): SqlError =>
+  error.reason instanceof UnknownError && error.reason.message === "PgConnection: Failed to encode query"
+    ? new SqlError({
+        reason: new SqlSyntaxError({ cause: new Error(encodeMessage), message: encodeMessage, operation: "query" })
+      })
+    : error
+
+// What the guarded compiler returns for a statement Effect's compiler throws on (`sql.unsafe(text, "not an array")`,
+// a value whose coercion throws): `badStatement` refuses it before anything is sent, instead of a defect.
+const uncompilable = "\u0000tenantpool: uncompilable statement"
+
+const guardedCompiler = (compiler: Statement.Compiler): Statement.Compiler => ({
+  dialect: compiler.dialect,
+  compile: (statement, withoutTransform) => {
+    try {
+      return compiler.compile(statement, withoutTransform)
+    } catch {
+      return [uncompilable, []]
+    }
+  },
+  get withoutTransform() {
+    return guardedCompiler(compiler.withoutTransform)
+  }
+})
 
 const isRollback = (sql: string): boolean => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT effect_sql_")
 
@@ -143,7 +173,7 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
         (b, signal) =>
           checkSession && b.pool.members.size > 1
             ? Effect.fail(sharedSessionError)
-            : runStatement(sessions, b, sql, exec, signal),
+            : runStatement(sessions, b, sql, (conn) => Effect.mapError(exec(conn), scrubEncode), signal),
         undefined,
         {
           statement: sql,
@@ -290,7 +320,7 @@ export const makeGuardedClient = Effect.fnUntraced(function* (options: ClientOpt
     acquirer: Effect.succeed(routing),
     borrower: (f) => f(routing),
     transactionAcquirer,
-    compiler: PgClient.makeCompiler(options.transformQueryNames, options.transformJson),
+    compiler: guardedCompiler(PgClient.makeCompiler(options.transformQueryNames, options.transformJson)),
     driver: "pg",
     spanAttributes: [
       ["db.system.name", "postgresql"],

@@ -21,7 +21,9 @@ export const keyRingOf = (keys: Redacted.Redacted<string>): Effect.Effect<KeyRin
       return Effect.fail(
         new InvalidConfig({
           field: e instanceof KeyRingError ? `platform.${e.field}` : "platform.keys",
-          reason: e instanceof Error ? e.message : "unreadable"
+          // A KeyRingError's message is ours (it never quotes a key); anything else thrown while the keys were read
+          // (a proxy, a getter) may carry the input.
+          reason: e instanceof KeyRingError ? e.message : "could not be read"
         })
       )
     }

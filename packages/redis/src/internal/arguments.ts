@@ -3,7 +3,9 @@
  * operation takes, but callers from JavaScript, JSON or `as any` can pass anything, and ioredis would coerce it
  * (`123` becomes the key "123", `undefined` throws a `TypeError` that looked like a connection failure and fed the
  * breakers). Each check returns the caller's error (`RedisError` of kind `argument`, naming the argument and what it
- * got, never its value) or `undefined`.
+ * got, never its value) or `undefined`. A value the check cannot read (a revoked proxy, a getter that throws) is the
+ * caller's error too, never a throw out of the operation; options are read once into a plain copy (`record`), so
+ * what was checked is what is sent.
  *
  * @since 0.1.0
  */
@@ -16,10 +18,28 @@ export const checked = <A, E>(
   f: () => Effect.Effect<A, E>
 ): Effect.Effect<A, E | RedisError> => (invalid === undefined ? f() : Effect.fail(invalid))
 
+// Whether a value is an array; a revoked proxy, on which `Array.isArray` throws, is not.
+const isArray = (u: unknown): boolean => {
+  try {
+    return Array.isArray(u)
+  } catch {
+    return false
+  }
+}
+
+// Runs a check; a value that throws while it is read (a proxy, a getter) is the caller's error, naming the field.
+const guarded = (command: string, field: string, check: () => RedisError | undefined): RedisError | undefined => {
+  try {
+    return check()
+  } catch {
+    return invalidArgument(command, `${field}: could not be read (a getter or proxy threw)`)
+  }
+}
+
 // What a value is, for a message: never the value itself (it may be personal data or a secret).
 const what = (u: unknown): string => {
   if (u === null) return "null"
-  if (Array.isArray(u)) return "an array"
+  if (isArray(u)) return "an array"
   if (typeof u === "number") return Number.isNaN(u) ? "NaN" : Number.isFinite(u) ? "a number" : "an infinite number"
   return typeof u === "object" ? "an object" : typeof u === "undefined" ? "undefined" : `a ${typeof u}`
 }
@@ -29,7 +49,10 @@ export const string = (command: string, field: string, u: unknown): RedisError |
   typeof u === "string" ? undefined : invalidArgument(command, `${field}: expected a string, got ${what(u)}`)
 
 /** An array of strings, at least `min` of them. */
-export const strings = (command: string, field: string, u: unknown, min = 1): RedisError | undefined => {
+export const strings = (command: string, field: string, u: unknown, min = 1): RedisError | undefined =>
+  guarded(command, field, () => stringsUnguarded(command, field, u, min))
+
+const stringsUnguarded = (command: string, field: string, u: unknown, min: number): RedisError | undefined => {
   if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array of strings, got ${what(u)}`)
   if (u.length < min) return invalidArgument(command, `${field}: expected at least ${min}, got ${u.length}`)
   for (let i = 0; i < u.length; i++) {
@@ -54,7 +77,10 @@ export const bound = (command: string, field: string, u: unknown): RedisError | 
   typeof u === "string" ? undefined : score(command, field, u)
 
 /** An object of string values (MSET entries, HSET fields), at least one. */
-export const entries = (command: string, field: string, u: unknown): RedisError | undefined => {
+export const entries = (command: string, field: string, u: unknown): RedisError | undefined =>
+  guarded(command, field, () => entriesUnguarded(command, field, u))
+
+const entriesUnguarded = (command: string, field: string, u: unknown): RedisError | undefined => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) {
     return invalidArgument(command, `${field}: expected an object of strings, got ${what(u)}`)
   }
@@ -67,7 +93,10 @@ export const entries = (command: string, field: string, u: unknown): RedisError 
 }
 
 /** Raw command arguments: strings, or finite numbers (sent as their decimal text). */
-export const commandArgs = (command: string, field: string, u: unknown): RedisError | undefined => {
+export const commandArgs = (command: string, field: string, u: unknown): RedisError | undefined =>
+  guarded(command, field, () => commandArgsUnguarded(command, field, u))
+
+const commandArgsUnguarded = (command: string, field: string, u: unknown): RedisError | undefined => {
   if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array, got ${what(u)}`)
   for (let i = 0; i < u.length; i++) {
     const a: unknown = u[i]
@@ -79,7 +108,10 @@ export const commandArgs = (command: string, field: string, u: unknown): RedisEr
 }
 
 /** Argument positions (0-based) within `length` arguments. */
-export const positions = (command: string, field: string, u: unknown, length: number): RedisError | undefined => {
+export const positions = (command: string, field: string, u: unknown, length: number): RedisError | undefined =>
+  guarded(command, field, () => positionsUnguarded(command, field, u, length))
+
+const positionsUnguarded = (command: string, field: string, u: unknown, length: number): RedisError | undefined => {
   if (!Array.isArray(u)) return invalidArgument(command, `${field}: expected an array of positions, got ${what(u)}`)
   for (let i = 0; i < u.length; i++) {
     const p: unknown = u[i]
@@ -92,6 +124,31 @@ export const positions = (command: string, field: string, u: unknown, length: nu
 
 /** An optional object of options (`undefined` is fine). */
 export const options = (command: string, field: string, u: unknown): RedisError | undefined =>
-  u === undefined || (typeof u === "object" && u !== null && !Array.isArray(u))
+  u === undefined || (typeof u === "object" && u !== null && !isArray(u))
     ? undefined
     : invalidArgument(command, `${field}: expected an object, got ${what(u)}`)
+
+/**
+ * An optional object of options, read once: a plain copy of its `names` fields (an empty object for `undefined`), or
+ * the caller's error. Later reads use the copy, so a getter can neither throw there nor change what was checked.
+ */
+export const record = <K extends string>(
+  command: string,
+  field: string,
+  u: unknown,
+  names: ReadonlyArray<K>
+): Partial<Record<K, unknown>> | RedisError => {
+  const invalid = options(command, field, u)
+  if (invalid !== undefined) return invalid
+  const copy: Partial<Record<K, unknown>> = {}
+  if (u === undefined) return copy
+  for (const name of names) {
+    try {
+      const value: unknown = (u as Record<string, unknown>)[name]
+      if (value !== undefined) copy[name] = value
+    } catch {
+      return invalidArgument(command, `${field}.${name}: could not be read (a getter or proxy threw)`)
+    }
+  }
+  return copy
+}

@@ -62,26 +62,32 @@ export const strings = (handle: Handle) => ({
           undefined,
           OP.get.detail
         ),
-  set: (k: string, value: string, o?: SetOptions) => {
-    const invalid = A.string("set", "key", k) ?? A.string("set", "value", value) ?? A.options("set", "options", o)
-    const px = invalid !== undefined || o?.ttl === undefined ? undefined : callMillis("set", "ttl", o.ttl)
-    return A.checked(invalid ?? (px instanceof RedisError ? px : undefined), () =>
-      run(
+  set: (k: string, value: string, options?: SetOptions) => {
+    const o = A.record("set", "options", options, ["ttl", "nx", "xx"] as const)
+    const invalid =
+      A.string("set", "key", k) ?? A.string("set", "value", value) ?? (o instanceof RedisError ? o : undefined)
+    const px =
+      invalid !== undefined || (o as SetOptions).ttl === undefined
+        ? undefined
+        : callMillis("set", "ttl", (o as SetOptions).ttl!)
+    return A.checked(invalid ?? (px instanceof RedisError ? px : undefined), () => {
+      const { nx, xx } = o as SetOptions
+      return run(
         handle,
-        o?.nx === true || o?.xx === true ? OP.setnx : OP.set,
+        nx === true || xx === true ? OP.setnx : OP.set,
         (b, s) =>
           send(b, s, (c) => {
             const args: Array<string | number> = []
             if (px !== undefined) args.push("PX", px as number)
-            if (o?.nx === true) args.push("NX")
-            if (o?.xx === true) args.push("XX")
+            if (nx === true) args.push("NX")
+            if (xx === true) args.push("XX")
             return args.length === 0
               ? c.set(b.prefix + k, value)
               : (c.call("SET", b.prefix + k, value, ...args) as Promise<string | null>)
           }).then((r) => r === "OK"),
         setError
       )
-    )
+    })
   },
   mget: (ks: ReadonlyArray<string>) =>
     A.checked(A.strings("mget", "keys", ks), () =>
@@ -253,49 +259,56 @@ const toPairs = (flat: ReadonlyArray<string>): Array<ScoredMember> => {
   return out
 }
 
-// The members of ZADD: each a `{ member, score }` with a string member and a number score.
-const scoredMembers = (members: ReadonlyArray<ScoredMember>): RedisError | undefined => {
-  if (members.length === 0) return A.strings("zadd", "members", members)
+// The members of ZADD: each a `{ member, score }` with a string member and a number score, read once into a copy.
+const scoredMembers = (members: ReadonlyArray<ScoredMember>): Array<ScoredMember> | RedisError => {
+  const invalid = A.strings("zadd", "members", members.length === 0 ? members : [""])
+  if (invalid !== undefined) return invalid
+  const out: Array<ScoredMember> = []
   for (let i = 0; i < members.length; i++) {
-    const m: unknown = members[i]
-    const invalid =
-      A.options("zadd", `members[${i}]`, m) ??
-      A.string("zadd", `members[${i}].member`, (m as ScoredMember | undefined)?.member) ??
-      A.score("zadd", `members[${i}].score`, (m as ScoredMember | undefined)?.score)
-    if (invalid !== undefined) return invalid
+    const m = A.record("zadd", `members[${i}]`, members[i] ?? null, ["member", "score"] as const)
+    if (m instanceof RedisError) return m
+    const bad = A.string("zadd", `members[${i}].member`, m.member) ?? A.score("zadd", `members[${i}].score`, m.score)
+    if (bad !== undefined) return bad
+    out.push({ member: m.member as string, score: m.score as number })
   }
-  return undefined
+  return out
 }
 
 // A score as Redis reads it: ±Infinity are `+inf` and `-inf`.
 const scoreArg = (score: number): number | string =>
   score === Infinity ? "+inf" : score === -Infinity ? "-inf" : score
 
-// ZRANGEBYSCORE's options: `limit` with integer `offset` and `count`.
-const rangeOptions = (o: unknown): RedisError | undefined => {
-  const limit = (o as { readonly limit?: unknown } | undefined)?.limit
+// ZRANGEBYSCORE's options, read once: `limit` with integer `offset` and `count`.
+type RangeOptions = { readonly limit?: { readonly offset: number; readonly count: number } | undefined }
+const rangeOptions = (options: unknown): RangeOptions | RedisError => {
+  const o = A.record("zrangebyscore", "options", options, ["withScores", "limit"] as const)
+  if (o instanceof RedisError || o.limit === undefined) return o as RangeOptions | RedisError
+  const limit = A.record("zrangebyscore", "options.limit", o.limit, ["offset", "count"] as const)
+  if (limit instanceof RedisError) return limit
   return (
-    A.options("zrangebyscore", "options", o) ??
-    (limit === undefined
-      ? undefined
-      : (A.options("zrangebyscore", "options.limit", limit) ??
-        A.integer("zrangebyscore", "options.limit.offset", (limit as { offset?: unknown }).offset) ??
-        A.integer("zrangebyscore", "options.limit.count", (limit as { count?: unknown }).count)))
+    A.integer("zrangebyscore", "options.limit.offset", limit.offset) ??
+    A.integer("zrangebyscore", "options.limit.count", limit.count) ?? {
+      limit: { offset: limit.offset as number, count: limit.count as number }
+    }
   )
 }
 
 /** The sorted-set commands. */
 export const sortedSets = (handle: Handle) => ({
-  zadd: (k: string, ...members: ReadonlyArray<ScoredMember>) =>
-    A.checked(A.string("zadd", "key", k) ?? scoredMembers(members), () =>
+  zadd: (k: string, ...members: ReadonlyArray<ScoredMember>) => {
+    const scored = A.string("zadd", "key", k) ?? scoredMembers(members)
+    return A.checked(scored instanceof RedisError ? scored : undefined, () =>
       run(
         handle,
         OP.zadd,
         (b, s) =>
-          send(b, s, (c) => c.zadd(key(b, k), ...members.flatMap((m) => [scoreArg(m.score), m.member]))).then(Number),
+          send(b, s, (c) =>
+            c.zadd(key(b, k), ...(scored as Array<ScoredMember>).flatMap((m) => [scoreArg(m.score), m.member]))
+          ).then(Number),
         errFor("zadd")
       )
-    ),
+    )
+  },
   zrange: (k: string, start: number, stop: number) =>
     A.checked(
       A.string("zrange", "key", k) ?? A.integer("zrange", "start", start) ?? A.integer("zrange", "stop", stop),
@@ -317,13 +330,14 @@ export const sortedSets = (handle: Handle) => ({
     k: string,
     min: number | string,
     max: number | string,
-    o?: { readonly withScores?: boolean; readonly limit?: { readonly offset: number; readonly count: number } }
-  ) =>
-    A.checked(
+    options?: { readonly withScores?: boolean; readonly limit?: { readonly offset: number; readonly count: number } }
+  ) => {
+    const o = rangeOptions(options)
+    return A.checked(
       A.string("zrangebyscore", "key", k) ??
         A.bound("zrangebyscore", "min", min) ??
         A.bound("zrangebyscore", "max", max) ??
-        rangeOptions(o),
+        (o instanceof RedisError ? o : undefined),
       () =>
         run(
           handle,
@@ -336,13 +350,15 @@ export const sortedSets = (handle: Handle) => ({
                 typeof max === "number" ? scoreArg(max) : max,
                 "WITHSCORES"
               ]
-              if (o?.limit !== undefined) args.push("LIMIT", o.limit.offset, o.limit.count)
+              const limit = (o as RangeOptions).limit
+              if (limit !== undefined) args.push("LIMIT", limit.offset, limit.count)
               // Lower-case: ioredis flattens RESP3 score pairs only for the lower-case command name.
               return c.call("zrangebyscore", ...args) as Promise<Array<string>>
             }).then(toPairs),
           errFor("zrangebyscore")
         )
-    ),
+    )
+  },
   zrem: (k: string, ...members: ReadonlyArray<string>) =>
     A.checked(A.string("zrem", "key", k) ?? A.strings("zrem", "members", members), () =>
       run(handle, OP.zrem, (b, s) => send(b, s, (c) => c.zrem(key(b, k), ...members)), errFor("zrem"))
@@ -388,25 +404,27 @@ const scanPage = (handle: Handle, match: string, count: number, type: string | u
     errFor("scan")
   )
 
-// SCAN's arguments: an optional string pattern, and options with a positive integer `count` and a string `type`.
-const scanArguments = (match: unknown, o: unknown): RedisError | undefined => {
-  const options = o as { readonly count?: unknown; readonly type?: unknown } | undefined
+// SCAN's arguments, options read once: an optional string pattern, a positive integer `count`, a string `type`.
+const scanArguments = (match: unknown, options: unknown): { count?: number; type?: string } | RedisError => {
+  const o = A.record("scan", "options", options, ["count", "type"] as const)
+  if (o instanceof RedisError) return o
   return (
     (match === undefined ? undefined : A.string("scan", "pattern", match)) ??
-    A.options("scan", "options", o) ??
-    (options?.count === undefined ? undefined : A.integer("scan", "options.count", options.count)) ??
-    (options?.type === undefined ? undefined : A.string("scan", "options.type", options.type))
+    (o.count === undefined ? undefined : A.integer("scan", "options.count", o.count)) ??
+    (o.type === undefined ? undefined : A.string("scan", "options.type", o.type)) ??
+    (o as { count?: number; type?: string })
   )
 }
 
 /** SCAN MATCH within the project's keys, as a stream of keys without the prefix. */
-export const scan = (handle: Handle) => (match?: string, o?: { readonly count?: number; readonly type?: string }) => {
-  const invalid = scanArguments(match, o)
-  if (invalid !== undefined) return Stream.fail(invalid)
-  return Stream.paginate("0", (cursor: string) =>
-    Effect.map(
-      scanPage(handle, match ?? "*", Math.max(1, o?.count ?? 100), o?.type)(cursor),
-      ([next, found]) => [found, next === "0" ? Option.none<string>() : Option.some(next)] as const
+export const scan =
+  (handle: Handle) => (match?: string, options?: { readonly count?: number; readonly type?: string }) => {
+    const o = scanArguments(match, options)
+    if (o instanceof RedisError) return Stream.fail(o)
+    return Stream.paginate("0", (cursor: string) =>
+      Effect.map(
+        scanPage(handle, match ?? "*", Math.max(1, o.count ?? 100), o.type)(cursor),
+        ([next, found]) => [found, next === "0" ? Option.none<string>() : Option.some(next)] as const
+      )
     )
-  )
-}
+  }

@@ -83,7 +83,8 @@ export const isWord = (word: string, upper: string): boolean => {
 }
 
 /** A name in upper case, ASCII letters only (see `isWord`). */
-export const asciiUpper = (name: string): string => name.replace(/[a-z]+/g, (s) => s.toUpperCase())
+export const asciiUpper = (name: string): string =>
+  typeof name === "string" ? name.replace(/[a-z]+/g, (s) => s.toUpperCase()) : ""
 
 /** Where keys and channels are, as argument indexes (0-based, after the command name). */
 export interface Located {

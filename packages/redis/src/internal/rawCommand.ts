@@ -96,8 +96,8 @@ export const command =
     args: ReadonlyArray<string | number>,
     options?: { readonly keys?: ReadonlyArray<number> }
   ): Effect.Effect<unknown, RedisError | GuardError> => {
-    const invalid = A.options("command", "options", options)
-    const p = invalid ?? prepare(commandFields, name, args, options?.keys)
+    const o = A.record("command", "options", options, ["keys"] as const)
+    const p = o instanceof RedisError ? o : prepare(commandFields, name, args, o.keys)
     if (!("verdict" in p)) return Effect.fail(p)
     const v = p.verdict
     const op = v.readOnly ? OP.commandReadOnly : OP.command

@@ -7,9 +7,9 @@
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type { GuardError } from "@tenantpool/core/Errors"
-import { invalidArgument, type RedisError } from "../RedisError.ts"
+import { invalidArgument, RedisError } from "../RedisError.ts"
 import * as A from "./arguments.ts"
 import { keys as prefixed } from "./keys.ts"
 import { errFor, type Handle, OP, runScript } from "./operations.ts"
@@ -30,19 +30,28 @@ export const script = (lua: string): Script => ({
 })
 
 // The script (made by `script`, or by hand with a source and its SHA-1), keys and arguments `evalScript` takes.
-const scriptArguments = (s: unknown, keys: unknown, args: unknown, o: unknown): RedisError | undefined => {
-  const candidate = s as Partial<Script> | null | undefined
+const scriptArguments = (
+  s: unknown,
+  keys: unknown,
+  args: unknown,
+  o: unknown
+): { readonly script: Script; readonly readOnly: boolean } | RedisError => {
+  const candidate = A.record("evalsha", "script", s ?? null, ["lua", "sha1"] as const)
   if (
-    typeof candidate?.lua !== "string" ||
+    candidate instanceof RedisError ||
+    typeof candidate.lua !== "string" ||
     typeof candidate.sha1 !== "string" ||
     !/^[0-9a-f]{40}$/.test(candidate.sha1)
   ) {
     return invalidArgument("evalsha", "script: expected a script made by `script(lua)`")
   }
+  const options = A.record("evalsha", "options", o, ["readOnly"] as const)
   return (
     A.strings("evalsha", "keys", keys, 0) ??
     A.commandArgs("evalsha", "args", args) ??
-    A.options("evalsha", "options", o)
+    (options instanceof RedisError
+      ? options
+      : { script: { lua: candidate.lua, sha1: candidate.sha1 }, readOnly: options.readOnly === true })
   )
 }
 
@@ -54,19 +63,21 @@ export const evalScript =
     keys: ReadonlyArray<string>,
     args: ReadonlyArray<string | number>,
     options?: { readonly readOnly?: boolean }
-  ): Effect.Effect<unknown, RedisError | GuardError> =>
-    A.checked(scriptArguments(s, keys, args, options), () =>
-      runScript(
-        handle,
-        options?.readOnly === true ? OP.evalReadOnly : OP.eval,
-        (c, b) => {
-          const ks = prefixed(b, keys)
-          return (c.evalsha(s.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
-            String((e as Error)?.message).startsWith("NOSCRIPT")
-              ? (c.eval(s.lua, ks.length, ...ks, ...args) as Promise<unknown>)
-              : Promise.reject(e)
-          )
-        },
-        errFor("evalsha")
-      )
+  ): Effect.Effect<unknown, RedisError | GuardError> => {
+    const checked = scriptArguments(s, keys, args, options)
+    if (checked instanceof RedisError) return Effect.fail(checked)
+    const { script, readOnly } = checked
+    return runScript(
+      handle,
+      readOnly ? OP.evalReadOnly : OP.eval,
+      (c, b) => {
+        const ks = prefixed(b, keys)
+        return (c.evalsha(script.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
+          String((e as Error)?.message).startsWith("NOSCRIPT")
+            ? (c.eval(script.lua, ks.length, ...ks, ...args) as Promise<unknown>)
+            : Promise.reject(e)
+        )
+      },
+      errFor("evalsha")
     )
+  }

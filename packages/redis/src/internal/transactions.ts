@@ -54,15 +54,22 @@ export interface QueuedCommand {
 
 /** Checks every queued command (the first refusal or bad argument fails the whole transaction, nothing sent). */
 const prepareAll = (command: string, queued: unknown): ReadonlyArray<Prepared> | RedisError => {
-  if (!Array.isArray(queued)) return invalidArgument(command, "commands: expected an array of queued commands")
+  let list: ReadonlyArray<unknown>
+  try {
+    if (!Array.isArray(queued)) return invalidArgument(command, "commands: expected an array of queued commands")
+    list = Array.from(queued as ReadonlyArray<unknown>)
+  } catch {
+    return invalidArgument(command, "commands: could not be read (a getter or proxy threw)")
+  }
   const out: Array<Prepared> = []
-  for (let i = 0; i < queued.length; i++) {
-    const q: unknown = queued[i]
-    if (typeof q !== "object" || q === null || Array.isArray(q)) {
-      return invalidArgument(command, `commands[${i}]: expected a queued command ({ command, args, keys? })`)
+  for (let i = 0; i < list.length; i++) {
+    const q = A.record(command, `commands[${i}]`, list[i] ?? null, ["command", "args", "keys"] as const)
+    if (q instanceof RedisError) {
+      return q.detail.includes("could not be read")
+        ? q
+        : invalidArgument(command, `commands[${i}]: expected a queued command ({ command, args, keys? })`)
     }
-    const { command: name, args, keys: extra } = q as QueuedCommand
-    const p = prepare(queuedFields(i), name, args, extra)
+    const p = prepare(queuedFields(i), q.command, q.args, q.keys)
     if (p instanceof RedisError) return p
     out.push(p)
   }
