@@ -63,6 +63,19 @@ const abandonError = connectionError("PgConnection: abandoned statement did not 
 const isCollateralCancel = (conn: PgConnection.PgConnection | undefined, epoch: number, error: SqlError) =>
   conn !== undefined && cancelEpoch(conn) !== epoch && PgError.sqlState(error) === "57014"
 
+/**
+ * Waits until the target's pool may open a generation within the fleet's share (`TargetPool.mustWait`), then runs
+ * `next`; the wait is the attempt's wait for a connection, bounded by its timeout like any other.
+ */
+const waitForShare = <A, E, R>(
+  tp: TargetPool,
+  signal: AttemptSignal | undefined,
+  next: () => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  signal?.waitingFor(connectionResource)
+  return Effect.andThen(tp.ready, Effect.suspend(next))
+}
+
 /** Whether a statement text ran short lately on this target (unknown texts are not). */
 const isShort = (sessions: Sessions, tp: TargetPool, sql: string): boolean => {
   if (!sessions.multiplex) return false
@@ -99,6 +112,7 @@ const pipelined = <A>(
 ): Effect.Effect<A, SqlError> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => pipelined(sessions, b, sql, exec, signal, retried))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "query"))
     const started = performance.now()
@@ -156,6 +170,7 @@ const exclusive = <A>(
 ): Effect.Effect<A, SqlError> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => exclusive(sessions, b, sql, exec, signal))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "query"))
     const started = performance.now()
@@ -221,6 +236,7 @@ export const reserveOn = (
 ): Effect.Effect<Reserved, SqlError, Scope.Scope> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => reserveOn(sessions, b, signal))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "reserve"))
     const started = performance.now()
