@@ -3,7 +3,19 @@
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
-const packages = ["core", "testing", "redis", "mongodb", "pg", "prometheus", "server", "bench", "protections", "chaos"]
+const packages = [
+  "core",
+  "testing",
+  "redis",
+  "mongodb",
+  "pg",
+  "prometheus",
+  "server",
+  "bench",
+  "protections",
+  "chaos",
+  "cluster"
+]
 
 // Absolute, because projects inherit it (`extends: true`) and would resolve a relative path against their own root.
 // Vitest 5.1 runs it once, for the root project, whose provided values every project sees; should a project run it
