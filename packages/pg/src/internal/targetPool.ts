@@ -51,6 +51,9 @@ export interface Member {
   readonly gate: Gate
 }
 
+/** How long a closed socket still counts against a fleet share (its backend ending on the server). */
+const lingerMillis = 100
+
 /** Statement texts whose duration is remembered per target (the oldest is forgotten first). */
 const latencyEntries = 4_096
 
@@ -66,6 +69,11 @@ export class Generation {
   /** Set right after construction: the pool's socket factory needs the generation to count into. */
   pool: PgPool.PgPool = undefined as unknown as PgPool.PgPool
   sockets = 0
+  /**
+   * Sockets closed on this side less than `lingerMillis` ago: the server may still be ending their backends (they
+   * stay in `pg_stat_activity`, and in `max_connections`, for a moment after the client's socket closed).
+   */
+  lingering = 0
   /** The pool has had its minimum open, since when it is below it again, and its last success (performance.now()). */
   filled = false
   droppedAt = 0
@@ -73,9 +81,12 @@ export class Generation {
   users = 0
   retired = false
   closed = false
-  /** What the generation may still hold: its size while it has users (it may open up to it), else its sockets. */
+  /**
+   * What the generation may still hold on the server: its size while it has users (it may open up to it), else its
+   * sockets, and those just closed whose backends may not have ended yet.
+   */
   holds(): number {
-    return this.users > 0 && !this.closed ? Math.max(this.max, this.sockets) : this.sockets
+    return (this.users > 0 && !this.closed ? Math.max(this.max, this.sockets) : this.sockets) + this.lingering
   }
   constructor(id: number, scope: Scope.Closeable, min: number, max: number) {
     this.id = id
@@ -198,7 +209,8 @@ export class TargetPool {
    * to other processes.
    */
   bound(): number {
-    let n = this.current === undefined ? 0 : Math.max(this.current.max, this.current.sockets)
+    const current = this.current
+    let n = current === undefined ? 0 : Math.max(current.max, current.sockets) + current.lingering
     for (const gen of this.draining) n += gen.holds()
     return n
   }
@@ -363,7 +375,13 @@ export class TargetPool {
           socket.once("close", () => {
             gen.sockets--
             if (gen.filled && gen.sockets < gen.min && gen.droppedAt === 0) gen.droppedAt = performance.now()
-            if (gen.retired) this.drained(gen)
+            // Under a fleet share, a closed socket counts a little longer (its backend may still be ending).
+            if (this.share() === undefined) return gen.retired ? this.drained(gen) : undefined
+            gen.lingering++
+            setTimeout(() => {
+              gen.lingering--
+              if (gen.retired) this.drained(gen)
+            }, lingerMillis).unref()
           })
           return socket
         }
@@ -382,7 +400,7 @@ export class TargetPool {
 
   /** A retired generation's socket closed, or the generation closed: forget it once nothing of it is open. */
   private drained(gen: Generation) {
-    if (gen.closed && gen.sockets === 0) this.draining.delete(gen)
+    if (gen.closed && gen.sockets === 0 && gen.lingering === 0) this.draining.delete(gen)
     this.wake()
   }
 
