@@ -27,6 +27,7 @@
  */
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -265,13 +266,16 @@ export const make = (options: Options) =>
     })
     const member: Member.Member = {
       settings,
+      clock: yield* Clock.Clock,
       table,
       tenancy,
       redis: connection.redis,
       breakers,
       syncs: 0,
       failures: 0,
-      lastSync: 0
+      lastSync: 0,
+      rejoining: false,
+      growAfter: 0
     }
     // Joined before the engines are built on this layer, when Redis answers within a few command timeouts;
     // otherwise the member starts on fallback shares and joins from its loop.

@@ -42,6 +42,7 @@ export const keys = (prefix: string) => ({
 /** Everything the loop works on. @internal */
 export interface Member {
   readonly settings: Settings
+  readonly clock: Clock.Clock
   readonly table: Shares.Table
   readonly tenancy: Tenancy["Service"]
   readonly redis: Redis.Redis["Service"]
@@ -51,6 +52,10 @@ export interface Member {
   failures: number
   /** Clock time of the last successful sync (0: none yet). */
   lastSync: number
+  /** A sync failed since the last success: the next success is a rejoin. */
+  rejoining: boolean
+  /** Clock time before which this member's shares may not grow (one heartbeat lifetime after a rejoin). */
+  growAfter: number
 }
 
 /** One sample of this process's demand: the peak since the last sync, per coordinated target. @internal */
@@ -98,6 +103,8 @@ export const sync = (m: Member): Effect.Effect<boolean, Redis.RedisError> =>
         budget: e.budget
       }
     })
+    const clock = m.clock
+    const started = clock.currentTimeMillisUnsafe()
     return m.redis
       .eval(syncScript)(
         k.members,
@@ -106,13 +113,19 @@ export const sync = (m: Member): Effect.Effect<boolean, Redis.RedisError> =>
         m.settings.ttlMillis,
         m.settings.hysteresis,
         m.settings.description,
+        !m.rejoining && started >= m.growAfter,
         sent
       )
       .pipe(
         Effect.flatMap((reply) =>
           Effect.gen(function* () {
             const result = parse(reply, entries.length)
-            const now = yield* Clock.currentTimeMillis
+            const now = clock.currentTimeMillisUnsafe()
+            // Back after an outage: the others' heartbeats expired too; give them a lifetime to report again.
+            if (m.rejoining) {
+              m.rejoining = false
+              m.growAfter = now + m.settings.ttlMillis
+            }
             m.table.connected = true
             m.table.live = result.live
             m.syncs++
@@ -149,6 +162,7 @@ export const sync = (m: Member): Effect.Effect<boolean, Redis.RedisError> =>
 export const fallBack = (m: Member): Effect.Effect<void> =>
   Effect.suspend(() => {
     m.failures++
+    m.rejoining = true
     m.table.connected = false
     let changed = false
     for (const e of m.table.entries.values()) {

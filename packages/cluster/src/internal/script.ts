@@ -19,6 +19,10 @@
  * shrinks is applied first and reported later, when the instance's engines are under it, so the difference is
  * granted to others only then. A crashed instance's fields are deleted once its heartbeat expired.
  *
+ * After an outage of the coordinator every member's heartbeat has expired, and the first to come back would find
+ * the others' shares free: so a member that reconnects does not grow for one heartbeat lifetime (`mayGrow` false),
+ * which gives every live member the time to report what it holds again.
+ *
  * The split (deterministic, so every member computes the same one): each live instance gets 1 when the budget
  * allows, the rest in proportion to demand + 1, remainders by largest fraction. An instance moves to its fair share
  * when the difference is at least `hysteresis` of the budget (or it has nothing yet, or others lack more than the
@@ -69,6 +73,7 @@ const lua = `
 local id = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local hyst = tonumber(ARGV[3])
+local mayGrow = ARGV[5] == '1'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + ttl, id)
@@ -80,7 +85,7 @@ local n = (#KEYS - 2) / 2
 for i = 1, n do
   local key = KEYS[1 + 2 * i]
   local bkey = KEYS[2 + 2 * i]
-  local a = 5 + (i - 1) * 4
+  local a = 6 + (i - 1) * 4
   local demand = tonumber(ARGV[a])
   local report = tonumber(ARGV[a + 1])
   local applied = tonumber(ARGV[a + 2])
@@ -155,7 +160,7 @@ for i = 1, n do
     if t < applied then
       if applied - t >= thr or lack > free then share = t end
     elseif t > applied then
-      if applied == 0 or t - applied >= thr then share = math.min(t, report + free) end
+      if mayGrow and (applied == 0 or t - applied >= thr) then share = math.min(t, report + free) end
     end
     if share > report then held[id] = share end
     redis.call('HSET', key, 'h:' .. id, held[id], 'd:' .. id, want[id], 'b:' .. id, budget)
@@ -181,6 +186,7 @@ type Params = readonly [
   ttlMillis: number,
   hysteresis: number,
   description: string,
+  mayGrow: boolean,
   targets: ReadonlyArray<TargetSync>
 ]
 
@@ -191,16 +197,16 @@ type Params = readonly [
  * @internal
  */
 export const syncScript = Redis.script(
-  (...[members, instanceKey, id, ttl, hysteresis, description, targets]: Params): ReadonlyArray<unknown> => {
+  (...[members, instanceKey, id, ttl, hysteresis, description, mayGrow, targets]: Params): ReadonlyArray<unknown> => {
     const keys: Array<unknown> = [members, instanceKey]
-    const args: Array<unknown> = [id, ttl, hysteresis, description]
+    const args: Array<unknown> = [id, ttl, hysteresis, description, mayGrow ? 1 : 0]
     for (const t of targets) {
       keys.push(t.hash, t.breaker)
       args.push(Math.round(Math.max(-1, t.demand) * 100) / 100, t.report, t.applied, t.budget)
     }
     return keys.concat(args)
   },
-  { lua, numberOfKeys: (...params: Params) => 2 + 2 * params[6].length }
+  { lua, numberOfKeys: (...params: Params) => 2 + 2 * params[7].length }
 ).withReturnType<ReadonlyArray<number | string>>()
 
 /** Reads the script's flat reply. @internal */
