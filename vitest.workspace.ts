@@ -14,6 +14,7 @@ const packages = [
   "bench",
   "protections",
   "chaos",
+  "packaging",
   "cluster"
 ]
 
@@ -22,7 +23,17 @@ const packages = [
 // again, the setup reuses the servers of the first call (see GlobalSetup.ts).
 const globalSetup = fileURLToPath(new URL("./packages/testing/src/GlobalSetup.ts", import.meta.url))
 
+// Workspace packages export their compiled `dist/` to users and their TypeScript sources under the
+// "@tenantpool/source" condition (see the packages' `exports` and CONTRIBUTING.md). Vite resolves with it, the test
+// workers get it as `--conditions`, and NODE_OPTIONS hands it to the processes tests spawn (`node scratchpad/…`).
+const sourceCondition = "@tenantpool/source"
+const nodeOptions = process.env.NODE_OPTIONS ?? ""
+if (!nodeOptions.includes(`--conditions=${sourceCondition}`)) {
+  process.env.NODE_OPTIONS = `${nodeOptions} --conditions=${sourceCondition}`.trim()
+}
+
 export default defineConfig({
+  ssr: { resolve: { conditions: [sourceCondition, "node", "development|production"] } },
   test: {
     globalSetup: [globalSetup],
     testTimeout: 30_000,

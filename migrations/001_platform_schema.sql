@@ -1,3 +1,4 @@
+\set ON_ERROR_STOP on
 -- 001_platform_schema.sql: the `platform` schema and the two roles that own and use it.
 --
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -1 -f migrations/001_platform_schema.sql
@@ -65,3 +66,5 @@ ALTER DEFAULT PRIVILEGES FOR ROLE tenantpool_owner REVOKE EXECUTE ON FUNCTIONS F
 
 COMMENT ON SCHEMA platform IS
   'tenantpool: project registry, per-engine connection targets, metrics and connection audit.';
+\set tenantpool_migration '001_platform_schema.sql e7c6567041bd97aa8ab25540245cbe14788a926c6acc2fba93893dd7e1f4895c'
+\ir psql/record.sql

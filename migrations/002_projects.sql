@@ -1,3 +1,4 @@
+\set ON_ERROR_STOP on
 -- 002_projects.sql: the project registry (id and tier) that the pools are sized from.
 --
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -1 -f migrations/002_projects.sql
@@ -96,3 +97,5 @@ REVOKE ALL ON platform.projects FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.projects TO tenantpool_app;
 
 RESET ROLE;
+\set tenantpool_migration '002_projects.sql 5d05d13c08e97f8aeb3f7e2546cb5548d438770a3b91902fddd9de3d129e5bb3'
+\ir psql/record.sql

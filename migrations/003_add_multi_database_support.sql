@@ -1,3 +1,4 @@
+\set ON_ERROR_STOP on
 -- 003_add_multi_database_support.sql: per-project engine targets, metrics, the connection audit log, the health
 -- view and the helper functions.
 --
@@ -13,6 +14,8 @@
 --   platform.database_health_overview  SELECT
 --   helper functions                   EXECUTE (each is SECURITY DEFINER or INVOKER as noted)
 
+\ir 001_platform_schema.sql
+\ir 002_projects.sql
 -- TimescaleDB, when this server has it: the package must be installed AND preloaded
 -- (shared_preload_libraries), or CREATE EXTENSION fails. Otherwise the metrics table stays a plain table.
 DO $timescaledb$
@@ -793,3 +796,5 @@ REVOKE ALL ON platform.database_health_overview FROM PUBLIC;
 GRANT SELECT ON platform.database_health_overview TO tenantpool_app;
 
 RESET ROLE;
+\set tenantpool_migration '003_add_multi_database_support.sql 5f49b44d1209c3d768d563beac6147c9a0b1d4ac5a9bae7a15e9c66eeffe7384'
+\ir psql/record.sql

@@ -2,7 +2,7 @@
  * The spec's best practice 2 ("Handle Circuit Breaker Events"): subscribe to events as an Effect Stream.
  * A private Redis is stopped under traffic: the breaker opens; it is started again: the breaker closes.
  *
- *   node scratchpad/circuit-breaker-events.ts   (starts its own Redis, which it stops and restarts)
+ *   npx node scratchpad/circuit-breaker-events.ts   (starts its own Redis, which it stops and restarts)
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

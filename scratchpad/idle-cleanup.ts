@@ -3,7 +3,7 @@
  * tier's idle timeout (5 minutes by default); `closeIdleConnections()` does it on demand and says how many it
  * closed.
  *
- *   node scratchpad/idle-cleanup.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
+ *   npx node scratchpad/idle-cleanup.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

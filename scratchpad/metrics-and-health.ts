@@ -2,7 +2,7 @@
  * The spec's Quick Start §5 ("Monitor Metrics") and best practice 3 ("Monitor Health"): connection metadata,
  * Prometheus text, and health checks.
  *
- *   node scratchpad/metrics-and-health.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
+ *   npx node scratchpad/metrics-and-health.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -1,8 +1,8 @@
 /**
  * The spec's Quick Start §4 ("Use MongoDB Client") on tenantpool, runnable:
  *
- *   TENANTPOOL_MONGODB_URL=mongodb://127.0.0.1:27017 node scratchpad/mongodb-quickstart.ts
- *   node scratchpad/mongodb-quickstart.ts        # starts a private local server (FerretDB) and removes it after
+ *   TENANTPOOL_MONGODB_URL=mongodb://127.0.0.1:27017 npx node scratchpad/mongodb-quickstart.ts
+ *   npx node scratchpad/mongodb-quickstart.ts        # starts a private local server (FerretDB) and removes it after
  *
  * `createMongoDBClient(projectId, { connectionString, tier })` becomes the `MongoClient.layer` (here
  * `layerStandalone`, which brings the engine and an in-memory tenancy service along); `await mongo.x(…)` becomes

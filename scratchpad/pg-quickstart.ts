@@ -8,7 +8,7 @@
  * 4. queries, helpers, a transaction and a stream as each project, isolation between projects, a timeout, health
  *    checks, pool statistics, connection metadata, the spec's events and Prometheus metrics, idle cleanup.
  *
- * Usage: node scratchpad/pg-quickstart.ts   (TENANTPOOL_PG_URL=postgres://superuser@host:port/postgres, or a private
+ * Usage: npx node scratchpad/pg-quickstart.ts   (TENANTPOOL_PG_URL=postgres://superuser@host:port/postgres, or a private
  * server is started and removed)
  *
  * @since 0.1.0

@@ -1,7 +1,7 @@
 /**
  * The README's example, runnable.
  *
- *   node scratchpad/readme-example.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
+ *   npx node scratchpad/readme-example.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
  */
 import { Effect, Layer } from "effect"
 import { MemoryRegistry } from "@tenantpool/core/Registry"

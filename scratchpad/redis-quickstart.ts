@@ -1,7 +1,7 @@
 /**
  * The spec's Quick Start §3 ("Use Redis Client"), on tenantpool.
  *
- *   node scratchpad/redis-quickstart.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
+ *   npx node scratchpad/redis-quickstart.ts   (uses TENANTPOOL_REDIS_URL, or starts a local Redis)
  */
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -34,8 +34,8 @@ const program = Effect.gen(function* () {
   const stats = yield* redis.getPoolStats
   console.log("Pool:", stats.size, "Available:", stats.available)
   // Cleanup (also happens by itself after 5 idle minutes, and when the layer is released)
-  const closed = yield* redis.close
-  console.log("closed:", closed)
+  yield* redis.close // releases this project's connections; later calls on this client fail with Closed
+  console.log("closed:", yield* Effect.flip(redis.get("greeting")).pipe(Effect.map((e) => e._tag)))
 }).pipe(Effect.provide(RedisLive))
 
 await Effect.runPromise(program)

@@ -2,7 +2,7 @@
  * The spec's tiers (best practice 4, "Use Appropriate Tiers"): the default table, an override at start-up, and a
  * change at runtime without a restart.
  *
- *   node scratchpad/tiers.ts
+ *   npx node scratchpad/tiers.ts
  */
 import * as Effect from "effect/Effect"
 import * as Tier from "@tenantpool/core/Tier"

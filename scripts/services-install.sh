@@ -2,13 +2,15 @@
 # Installs the database servers the test harness starts on loopback: PostgreSQL 15 and Redis from Debian, and
 # FerretDB v1.24.2 (a MongoDB wire-protocol server on SQLite) built from the Go module proxy into
 # $HOME/.cache/tenantpool/bin/ferretdb. Idempotent: whatever is already present is skipped, and apt-get update
-# only runs when a package is missing. CI runs it too (.ci/run).
+# only runs when a package is missing. `npm start` and `npm test` run it when something is missing
+# (scripts/services-ensure.ts, their pre-scripts), and so does CI (.ci/run).
 #
 # Toxiproxy (the fault-injection proxy of the chaos tests) is built the same way by scripts/toxiproxy-install.sh,
 # which this script runs last.
 #
-#   bash scripts/services-install.sh             # PostgreSQL, Redis, FerretDB, Toxiproxy
-#   bash scripts/services-install.sh --with-ui   # also prometheus and chromium (dashboard tests)
+#   bash scripts/services-install.sh                     # PostgreSQL, Redis, FerretDB, Toxiproxy
+#   bash scripts/services-install.sh --with-ui           # also prometheus and chromium (dashboard tests)
+#   bash scripts/services-install.sh --without-toxiproxy # the database servers only (what `npm start` needs)
 #
 # Needs root (or sudo) for apt-get, on Debian 12 / Ubuntu. Reaches only the Debian mirror and the Go module proxy.
 set -euo pipefail
@@ -25,15 +27,17 @@ BIN_DIR="${CACHE_DIR}/bin"
 FERRETDB_BIN="${BIN_DIR}/ferretdb"
 
 with_ui=false
+with_toxiproxy=true
 for arg in "$@"; do
   case "$arg" in
     --with-ui) with_ui=true ;;
+    --without-toxiproxy) with_toxiproxy=false ;;
     -h | --help)
-      sed -n '2,10p' "$0"
+      sed -n '2,15p' "$0"
       exit 0
       ;;
     *)
-      echo "services-install: unknown argument: $arg (expected --with-ui)" >&2
+      echo "services-install: unknown argument: $arg (expected --with-ui or --without-toxiproxy)" >&2
       exit 2
       ;;
   esac
@@ -84,7 +88,11 @@ need_ferretdb=true
 if [ -x "$FERRETDB_BIN" ] && ferretdb_ok; then
   need_ferretdb=false
 fi
-if [ "$need_ferretdb" = true ] || ! bash "${SCRIPT_DIR}/toxiproxy-install.sh" --check > /dev/null 2>&1; then
+need_toxiproxy=false
+if [ "$with_toxiproxy" = true ] && ! bash "${SCRIPT_DIR}/toxiproxy-install.sh" --check > /dev/null 2>&1; then
+  need_toxiproxy=true
+fi
+if [ "$need_ferretdb" = true ] || [ "$need_toxiproxy" = true ]; then
   go_bin="$(find_go 24 || true)"
   if [ -z "$go_bin" ]; then
     command -v curl > /dev/null 2>&1 || apt_missing+=(curl)
@@ -154,13 +162,17 @@ else
 fi
 
 # Toxiproxy, with the Go found (or fetched) above when there is one.
-GO_BIN="$go_bin" bash "${SCRIPT_DIR}/toxiproxy-install.sh"
+if [ "$with_toxiproxy" = true ]; then
+  GO_BIN="$go_bin" bash "${SCRIPT_DIR}/toxiproxy-install.sh"
+fi
 
 pg_dir="$(pg_bin_dir)"
 echo "postgres: $("$pg_dir/postgres" --version) (${pg_dir})"
 echo "redis:    $(redis-server --version)"
 echo "ferretdb: $("$FERRETDB_BIN" --version | head -1) (${FERRETDB_BIN})"
-echo "toxiproxy: $("${BIN_DIR}/toxiproxy-server" --version) (${BIN_DIR}/toxiproxy-server)"
+if [ "$with_toxiproxy" = true ]; then
+  echo "toxiproxy: $("${BIN_DIR}/toxiproxy-server" --version) (${BIN_DIR}/toxiproxy-server)"
+fi
 if [ "$with_ui" = true ]; then
   echo "prometheus: $(prometheus --version 2>&1 | head -1)"
   echo "chromium: $(chromium --version 2>&1 | head -1)"

@@ -7,6 +7,13 @@
  * run with `MigrationChecksumMismatch`. Concurrent runners on the same database serialize on a transaction-level
  * advisory lock and re-check the history under it, so no file is applied twice.
  *
+ * Files may carry the psql meta-commands that make `psql -f file` safe and let psql keep the same history:
+ * `\set ON_ERROR_STOP on`, `\ir` of an earlier migration (a prerequisite, so one file runs alone on an empty
+ * database; the migrator has applied it already, in order), and a stamp followed by the recording script,
+ * `\set tenantpool_migration '<file> <checksum>'` and `\ir psql/record.sql`, which inserts the row the migrator
+ * would (in `public.tenantpool_migrations`). The checksum leaves out the lines that begin with a backslash, so a
+ * stamp can name the checksum of its own file; `load` refuses a stamp that does not match.
+ *
  * Why not `effect/sql/Migrator`: its loaders import `.js`/`.ts` modules only, it records ids and names but no
  * checksum, it runs all pending migrations in one transaction, and it skips any file whose id is lower than the
  * highest applied one. Files are read with `node:fs` rather than `effect/FileSystem`, so that running migrations
@@ -26,7 +33,7 @@ import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlError from "effect/sql/SqlError"
 import { serverError } from "./internal/pgError.ts"
-import { splitSql, type SqlStatement } from "./internal/sqlSplit.ts"
+import { type MetaCommand, splitScript, type SqlStatement } from "./internal/sqlSplit.ts"
 
 /**
  * Where the migrations are and where their history is kept.
@@ -53,7 +60,7 @@ export interface Migration {
   readonly id: number
   readonly name: string
   readonly file: string
-  /** SHA-256 (hex) of the file's text, with CRLF line ends normalized to LF and a leading BOM dropped. */
+  /** `checksum` of the file's text. */
   readonly checksum: string
   readonly statements: ReadonlyArray<SqlStatement>
 }
@@ -180,6 +187,72 @@ const normalize = (text: string): string => text.replace(/^\uFEFF/, "").replace(
 const sha256 = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex")
 
 /**
+ * The checksum the migrator records for a migration's text: SHA-256 (hex) of the text with CRLF line ends
+ * normalized to LF, a leading BOM dropped, and the lines that begin with a backslash (psql's meta-commands) left out.
+ *
+ * @category loading
+ * @since 0.1.0
+ */
+export const checksum = (text: string): string =>
+  sha256(
+    normalize(text)
+      .split("\n")
+      .filter((line) => !/^\s*\\/.test(line))
+      .join("\n")
+  )
+
+const onErrorStop = /^\\set\s+ON_ERROR_STOP\s+(on|true|1)$/i
+const stamp = /^\\set\s+tenantpool_migration\s+'(\S+)\s+([0-9a-f]{64})'$/
+const include = /^\\(?:ir|include_relative)\s+(\S+)$/
+const recordScript = "psql/record.sql"
+
+// Why a file's psql meta-commands cannot be run as the migrator runs the file, or undefined when they can.
+const checkMetaCommands = (
+  file: string,
+  id: number,
+  files: ReadonlyArray<string>,
+  metaCommands: ReadonlyArray<MetaCommand>,
+  sum: string
+): { readonly line: number; readonly reason: string } | undefined => {
+  let stamped = false
+  for (const meta of metaCommands) {
+    if (onErrorStop.test(meta.text)) continue
+    const stampMatch = stamp.exec(meta.text)
+    if (stampMatch !== null) {
+      if (stampMatch[1] !== file) {
+        return { line: meta.line, reason: `its stamp names ${stampMatch[1]}, not this file` }
+      }
+      if (stampMatch[2] !== sum) {
+        return {
+          line: meta.line,
+          reason:
+            `its stamp says sha256 ${stampMatch[2]!.slice(0, 12)}…, the file's is ${sum.slice(0, 12)}…: the file ` +
+            "changed after it was stamped; put the new checksum into the stamp (in the tenantpool repository: " +
+            "npm run migrations:stamp)"
+        }
+      }
+      stamped = true
+      continue
+    }
+    const target = include.exec(meta.text)?.[1]
+    if (target === recordScript) {
+      if (!stamped) return { line: meta.line, reason: `\\ir ${recordScript} needs the file's stamp before it` }
+      continue
+    }
+    const earlier = target === undefined ? null : fileName.exec(target)
+    if (earlier !== null && files.includes(target!) && Number(earlier[1]) < id) continue
+    return {
+      line: meta.line,
+      reason:
+        `psql meta-command ${meta.text.split(/\s/, 1)[0]} here is not one the migrator can follow: it takes ` +
+        "\\set ON_ERROR_STOP on, \\ir of an earlier migration of this directory, and the stamp " +
+        `(\\set tenantpool_migration '<file> <sha256>' then \\ir ${recordScript})`
+    }
+  }
+  return undefined
+}
+
+/**
  * Reads and splits the migrations of a directory, ordered by id.
  *
  * @category loading
@@ -220,11 +293,14 @@ export const load = Effect.fnUntraced(function* (
         catch: (cause) => new MigrationLoadError({ directory, file, reason: describeFsError(cause) })
       })
     )
-    const split = splitSql(text)
+    const split = splitScript(text)
     if (Result.isFailure(split)) {
       return yield* new MigrationLoadError({ directory, file, line: split.failure.line, reason: split.failure.reason })
     }
-    const statements = split.success
+    const { metaCommands, statements } = split.success
+    const sum = checksum(text)
+    const unusable = checkMetaCommands(file, id, names, metaCommands, sum)
+    if (unusable !== undefined) return yield* new MigrationLoadError({ directory, file, ...unusable })
     const control = statements.find((s) => transactionControl.test(s.text))
     if (control !== undefined) {
       return yield* new MigrationLoadError({
@@ -236,7 +312,7 @@ export const load = Effect.fnUntraced(function* (
           "own transaction (with psql, pass -1 for the same)"
       })
     }
-    migrations.push({ id, name: match[2]!, file, checksum: sha256(text), statements })
+    migrations.push({ id, name: match[2]!, file, checksum: sum, statements })
   }
   return migrations.sort((a, b) => a.id - b.id)
 })

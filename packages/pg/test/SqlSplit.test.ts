@@ -4,12 +4,17 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Result from "effect/Result"
-import { splitSql, type SqlStatement } from "../src/internal/sqlSplit.ts"
+import { splitScript, splitSql, type SqlScript, type SqlStatement } from "../src/internal/sqlSplit.ts"
 
 const migrationsDirectory = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../migrations")
 
 const split = (source: string): ReadonlyArray<SqlStatement> => {
   const result = splitSql(source)
+  if (Result.isFailure(result)) throw new Error(`line ${result.failure.line}: ${result.failure.reason}`)
+  return result.success
+}
+const script = (source: string): SqlScript => {
+  const result = splitScript(source)
   if (Result.isFailure(result)) throw new Error(`line ${result.failure.line}: ${result.failure.reason}`)
   return result.success
 }
@@ -124,7 +129,9 @@ describe("splitSql", () => {
     const files = readdirSync(migrationsDirectory).filter((f) => f.endsWith(".sql"))
     assert.isAtLeast(files.length, 3)
     for (const file of files) {
-      const statements = split(readFileSync(path.join(migrationsDirectory, file), "utf8"))
+      const { metaCommands, statements } = script(readFileSync(path.join(migrationsDirectory, file), "utf8"))
+      // psql stops at the first error; the spec runs the files with a bare `psql -f`.
+      assert.deepStrictEqual(metaCommands[0], { text: "\\set ON_ERROR_STOP on", line: 1 }, file)
       assert.isAtLeast(statements.length, 5, file)
       for (const statement of statements) {
         assert.match(
@@ -139,6 +146,33 @@ describe("splitSql", () => {
         assert.isNotNull(open, `${file}:${statement.line}`)
         assert.strictEqual(statement.text.split(open![0]).length, 3, `${file}:${statement.line} has one body`)
       }
+    }
+  })
+})
+
+describe("splitScript", () => {
+  it("returns the psql meta-commands on lines of their own between statements, with their lines", () => {
+    const result = script("\\set ON_ERROR_STOP on\nSELECT 1;\n  \\ir 001_a.sql\nSELECT '\\x';\n\\ir psql/record.sql")
+    assert.deepStrictEqual(result.metaCommands, [
+      { text: "\\set ON_ERROR_STOP on", line: 1 },
+      { text: "\\ir 001_a.sql", line: 3 },
+      { text: "\\ir psql/record.sql", line: 5 }
+    ])
+    assert.deepStrictEqual(
+      result.statements.map((s) => [s.text, s.line]),
+      [
+        ["SELECT 1", 2],
+        ["SELECT '\\x'", 4]
+      ]
+    )
+  })
+
+  it("refuses a meta-command inside a statement", () => {
+    const result = splitScript("SELECT 1\n\\gset\n;")
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) {
+      assert.strictEqual(result.failure.line, 2)
+      assert.include(result.failure.reason, "inside a statement")
     }
   })
 })

@@ -110,7 +110,7 @@ export const asRole =
       sql.withTransaction(Effect.andThen(sql.unsafe(`SET LOCAL ROLE ${quoteIdent(role)}`), effect))
     )
 
-const findPsql = (): string => {
+export const findPsql = (): string => {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
     if (dir !== "" && existsSync(path.join(dir, "psql"))) return path.join(dir, "psql")
   }

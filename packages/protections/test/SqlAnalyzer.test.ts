@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import type { TierName } from "@tenantpool/core/Tier"
-import { splitSql } from "../../pg/src/internal/sqlSplit.ts"
+import { splitScript } from "../../pg/src/internal/sqlSplit.ts"
 import * as SqlAnalyzer from "../src/SqlAnalyzer.ts"
 import { project } from "./fixtures/Projects.ts"
 
@@ -26,9 +26,9 @@ const migrationStatements = (): Array<{ readonly file: string; readonly line: nu
     .filter((f) => f.endsWith(".sql"))
     .sort()
     .flatMap((file) => {
-      const split = splitSql(fs.readFileSync(path.join(migrationsDir, file), "utf8"))
+      const split = splitScript(fs.readFileSync(path.join(migrationsDir, file), "utf8"))
       if (Result.isFailure(split)) throw new Error(`${file}: ${split.failure.reason}`)
-      return split.success.map((s) => ({ file, line: s.line, text: s.text }))
+      return split.success.statements.map((s) => ({ file, line: s.line, text: s.text }))
     })
 
 /** What a typical app sends: the engine compiles sql`` templates to parameterized text like these. */

@@ -1,7 +1,7 @@
 /**
- * How the example server turns failures into HTTP responses: a clear JSON body, the right status, and
- * `Retry-After` where the caller should come back later. Secrets never reach a body: every error that can
- * get here has a message built from ids and codes only.
+ * How the example server turns failures into HTTP responses: one JSON shape for every error (`ErrorBody`), the
+ * right status, and `Retry-After` where the caller should come back later. Secrets never reach a body: every error
+ * that can get here has a message built from ids, codes and limits only.
  *
  * @since 0.1.0
  */
@@ -10,7 +10,13 @@ import { HttpServerResponse } from "effect/http"
 import { type GuardError, isGuardError, retryAfterMillis } from "@tenantpool/core/Errors"
 
 /**
- * The JSON error body.
+ * The JSON body of every error response.
+ *
+ * - `error`: a stable tag (`InvalidProjectId`, `Overloaded`, `MethodNotAllowed`, …), `message`: what went wrong.
+ * - `retryAfterMillis` / `retryAfterSeconds` (429, 503): when to come back; the seconds are the `Retry-After`
+ *   header, the hint rounded up to whole seconds.
+ * - `limit` (400, 413, 431): the limit the input broke, in the unit the message names.
+ * - `allow` (405): the methods the path takes, as in the `Allow` header.
  *
  * @category models
  * @since 0.1.0
@@ -18,23 +24,48 @@ import { type GuardError, isGuardError, retryAfterMillis } from "@tenantpool/cor
 export interface ErrorBody {
   readonly error: string
   readonly message: string
+  readonly retryAfterMillis?: number | undefined
   readonly retryAfterSeconds?: number | undefined
+  readonly limit?: number | undefined
+  readonly allow?: ReadonlyArray<string> | undefined
 }
 
-const respond = (status: number, body: ErrorBody, retryAfterMillis?: number) =>
-  HttpServerResponse.jsonUnsafe(
-    retryAfterMillis === undefined
-      ? body
-      : { ...body, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMillis / 1000)) },
-    retryAfterMillis === undefined
-      ? { status }
-      : { status, headers: { "retry-after": String(Math.max(1, Math.ceil(retryAfterMillis / 1000))) } }
-  )
+/**
+ * The `Retry-After` value for a hint in milliseconds: whole seconds, rounded up (a 2 ms hint is `1`).
+ *
+ * @category utils
+ * @since 0.1.0
+ */
+export const retryAfterSeconds = (millis: number): number => Math.ceil(Math.max(0, millis) / 1000)
+
+/**
+ * An error response: the JSON body, its status, and the `Retry-After` / `Allow` headers the body's fields call for
+ * (the header and the body always carry the same values).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const errorResponse = (
+  status: number,
+  body: Omit<ErrorBody, "retryAfterSeconds">
+): HttpServerResponse.HttpServerResponse => {
+  const headers: Record<string, string> = { "cache-control": "no-store" }
+  let out: ErrorBody = body
+  if (body.retryAfterMillis !== undefined) {
+    const millis = Math.ceil(Math.max(0, body.retryAfterMillis))
+    const seconds = retryAfterSeconds(millis)
+    headers["retry-after"] = String(seconds)
+    out = { ...body, retryAfterMillis: millis, retryAfterSeconds: seconds }
+  }
+  if (body.allow !== undefined) headers["allow"] = body.allow.join(", ")
+  return HttpServerResponse.jsonUnsafe(out, { status, headers })
+}
 
 interface Tagged {
   readonly _tag: string
   readonly message: string
-  readonly retryAfterMillis?: number
+  readonly limit?: number
+  readonly allow?: ReadonlyArray<string>
   readonly isInfrastructure?: boolean
   readonly kind?: string
 }
@@ -71,7 +102,12 @@ const statusOf = (e: Tagged): number => {
     case "BadRequest":
       return 400
     case "NotFound":
+    case "RouteNotFound":
       return 404
+    case "MethodNotAllowed":
+      return 405
+    case "ContentTooLarge":
+      return 413
     case "SqlError": {
       const reason = (e as { reason?: { _tag?: string } }).reason?._tag
       if (reason === "UniqueViolation" || reason === "ConstraintError") return 409
@@ -86,6 +122,8 @@ const statusOf = (e: Tagged): number => {
   }
 }
 
+const internal = () => errorResponse(500, { error: "InternalError", message: "internal error" })
+
 /**
  * Maps any failure of a handler to a response.
  *
@@ -94,14 +132,19 @@ const statusOf = (e: Tagged): number => {
  */
 export const toResponse = (error: unknown): HttpServerResponse.HttpServerResponse => {
   const e = error as Partial<Tagged> | undefined
-  if (e === undefined || e === null || typeof e._tag !== "string") {
-    return respond(500, { error: "InternalError", message: "internal error" })
-  }
+  if (e === undefined || e === null || typeof e._tag !== "string") return internal()
   const tagged = e as Tagged
   const status = statusOf(tagged)
+  // The guard's own hint where it gives one; infrastructure trouble without a hint: try again in a second.
   const retryAfter =
     (isGuardError(tagged) ? retryAfterMillis(tagged) : undefined) ?? (status === 503 ? 1000 : undefined)
-  return respond(status, { error: tagged._tag, message: tagged.message }, retryAfter)
+  return errorResponse(status, {
+    error: tagged._tag,
+    message: tagged.message,
+    retryAfterMillis: retryAfter,
+    limit: tagged.limit,
+    allow: tagged.allow
+  })
 }
 
 /**
@@ -115,20 +158,28 @@ export const handle = <E, R>(
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R> =>
   self.pipe(
     Effect.catch((e) => Effect.succeed(toResponse(e))),
-    Effect.catchDefect((defect) =>
-      Effect.logError("handler defect", defect).pipe(
-        Effect.as(respond(500, { error: "InternalError", message: "internal error" }))
-      )
-    )
+    Effect.catchDefect((defect) => Effect.logError("handler defect", defect).pipe(Effect.as(internal())))
   )
 
 /**
- * A 400 for bad input.
+ * A 400 for bad input; `limit` when the input broke one (a length, a range's bound).
  *
  * @category constructors
  * @since 0.1.0
  */
-export const badRequest = (message: string) => ({ _tag: "BadRequest" as const, message })
+export const badRequest = (message: string, limit?: number) => ({ _tag: "BadRequest" as const, message, limit })
+
+/**
+ * A 413 for content over a size limit (the body, a stored value).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const contentTooLarge = (message: string, limit: number) => ({
+  _tag: "ContentTooLarge" as const,
+  message,
+  limit
+})
 
 /**
  * A 404 for a missing resource.
@@ -137,3 +188,11 @@ export const badRequest = (message: string) => ({ _tag: "BadRequest" as const, m
  * @since 0.1.0
  */
 export const notFound = (message: string) => ({ _tag: "NotFound" as const, message })
+
+/**
+ * Formats a count for a message: `65,536`.
+ *
+ * @category utils
+ * @since 0.1.0
+ */
+export const count = (n: number): string => n.toLocaleString("en-US")

@@ -9,17 +9,27 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Schema from "effect/Schema"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { MongoEngine } from "@tenantpool/mongodb/MongoEngine"
-import { badRequest, handle } from "./ErrorResponses.ts"
+import { handle } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
+import { type BodySpec, projectId, readJson, readQuery } from "./Input.ts"
 
 const NewDocument = Schema.Struct({
-  title: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)),
-  category: Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,40}$/)),
+  title: Schema.String.check(
+    Schema.isMinLength(1, { message: "must not be empty" }),
+    Schema.isMaxLength(200, { message: "must be at most 200 characters" })
+  ),
+  category: Schema.String.check(
+    Schema.isPattern(/^[a-z0-9-]{1,40}$/, { message: "must be 1-40 characters of a-z 0-9 -" })
+  ),
   score: Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 100 }))
 })
+const newDocument: BodySpec = {
+  shape: '{ "title": 1-200 characters, "category": 1-40 characters of a-z 0-9 -, "score": 0..100 }'
+}
 const ListQuery = Schema.Struct({
   category: Schema.optional(Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,40}$/)))
 })
@@ -29,8 +39,6 @@ interface Doc {
   readonly category: string
   readonly score: number
 }
-
-const projectParam = Effect.map(HttpRouter.params, (p) => p["projectId"] ?? "")
 
 /**
  * The documents routes.
@@ -42,19 +50,21 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const mongo = yield* MongoEngine
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page.
+    const as =
+      (project: string) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        self.pipe(recorded(history, project, "mongodb"), tenancy.withProject(project))
     const docs = mongo.collection<Doc>("documents")
     yield* router.add(
       "POST",
       "/projects/:projectId/documents",
       handle(
         Effect.gen(function* () {
-          const projectId = yield* projectParam
-          const body = yield* HttpServerRequest.schemaBodyJson(NewDocument).pipe(
-            Effect.mapError(() =>
-              badRequest('body must be JSON: { "title": 1-200 characters, "category": a-z 0-9 -, "score": 0..100 }')
-            )
-          )
-          const result = yield* docs.insertOne({ ...body }).pipe(tenancy.withProject(projectId))
+          const project = yield* projectId
+          const body = yield* readJson(NewDocument, newDocument)
+          const result = yield* docs.insertOne({ ...body }).pipe(as(project))
           return HttpServerResponse.jsonUnsafe({ id: String(result.insertedId) }, { status: 201 })
         })
       )
@@ -64,13 +74,11 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/documents",
       handle(
         Effect.gen(function* () {
-          const projectId = yield* projectParam
-          const query = yield* HttpServerRequest.schemaSearchParams(ListQuery).pipe(
-            Effect.mapError(() => badRequest("category must be a-z 0-9 -"))
-          )
+          const project = yield* projectId
+          const query = yield* readQuery(ListQuery, "category must be 1-40 characters of a-z 0-9 -")
           const found = yield* docs
             .find(query.category === undefined ? {} : { category: query.category }, { sort: { score: -1 }, limit: 50 })
-            .pipe(tenancy.withProject(projectId))
+            .pipe(as(project))
           return HttpServerResponse.jsonUnsafe({
             documents: found.map((d) => ({
               id: String((d as { _id?: unknown })._id),
@@ -87,7 +95,7 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/documents/stats",
       handle(
         Effect.gen(function* () {
-          const projectId = yield* projectParam
+          const project = yield* projectId
           // `$sum`s rather than `$avg`, one accumulator per `$group`: FerretDB v1 implements neither `$avg` nor a
           // second accumulator in one `$group` (it returns 0 for it); MongoDB answers both pipelines the same way.
           const [counts, totals] = yield* Effect.all(
@@ -98,7 +106,7 @@ export const layer = HttpRouter.use(
               ])
             ],
             { concurrency: 2 }
-          ).pipe(tenancy.withProject(projectId))
+          ).pipe(as(project))
           const totalOf = new Map(totals.map((t) => [t._id, t.total]))
           const groups = counts
             .map((c) => ({ _id: c._id, count: c.count, total: totalOf.get(c._id) ?? 0 }))

@@ -11,17 +11,23 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import * as PgError from "@tenantpool/pg/PgError"
 import { badRequest, handle, notFound } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
+import { type BodySpec, projectId, readJson } from "./Input.ts"
 
 const NewItem = Schema.Struct({
-  name: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)),
+  name: Schema.String.check(
+    Schema.isMinLength(1, { message: "must not be empty" }),
+    Schema.isMaxLength(200, { message: "must be at most 200 characters" })
+  ),
   qty: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 1_000_000 })))
 })
+const newItem: BodySpec = { shape: '{ "name": 1-200 characters, "qty"?: integer 0..1000000 }' }
 
 interface Item {
   readonly id: bigint | string
@@ -49,13 +55,13 @@ export const ensureSchema = Effect.gen(function* () {
 // bigserial ids come back as bigint, which JSON cannot carry: they are sent as strings.
 const toJson = (item: Item) => ({ ...item, id: String(item.id) })
 
-const itemId = Effect.flatMap(HttpRouter.params, (p) => {
-  const id = p["itemId"] ?? ""
-  return /^\d{1,18}$/.test(id)
-    ? Effect.succeed({ projectId: p["projectId"] ?? "", id })
-    : Effect.fail(badRequest("item id must be a positive integer"))
+const itemId = Effect.gen(function* () {
+  const id = yield* projectId
+  const item = (yield* HttpRouter.params)["itemId"] ?? ""
+  return /^\d{1,18}$/.test(item)
+    ? { project: id, id: item }
+    : yield* Effect.fail(badRequest("item id must be a positive integer of at most 18 digits", 18))
 })
-const projectParam = Effect.map(HttpRouter.params, (p) => p["projectId"] ?? "")
 
 /**
  * The table routes.
@@ -67,22 +73,22 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const sql = yield* SqlClient.SqlClient
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page (after unwrapping, so the guard's refusals count as refusals).
     const as =
-      (projectId: string) =>
+      (project: string) =>
       <A, E, R>(self: Effect.Effect<A, E, R>) =>
-        self.pipe(PgError.unwrapGuardErrors, tenancy.withProject(projectId))
+        self.pipe(PgError.unwrapGuardErrors, recorded(history, project, "postgres"), tenancy.withProject(project))
     yield* router.add(
       "POST",
       "/projects/:projectId/items",
       handle(
         Effect.gen(function* () {
-          const projectId = yield* projectParam
-          const body = yield* HttpServerRequest.schemaBodyJson(NewItem).pipe(
-            Effect.mapError(() => badRequest('body must be JSON: { "name": 1-200 characters, "qty"?: 0..1000000 }'))
-          )
+          const project = yield* projectId
+          const body = yield* readJson(NewItem, newItem)
           const rows =
             yield* sql<Item>`insert into items ${sql.insert({ name: body.name, qty: body.qty ?? 0 })} returning *`.pipe(
-              as(projectId)
+              as(project)
             )
           return HttpServerResponse.jsonUnsafe(toJson(rows[0]!), { status: 201 })
         })
@@ -93,8 +99,8 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/items/:itemId",
       handle(
         Effect.gen(function* () {
-          const { id, projectId } = yield* itemId
-          const rows = yield* sql<Item>`select * from items where id = ${id}`.pipe(as(projectId))
+          const { id, project } = yield* itemId
+          const rows = yield* sql<Item>`select * from items where id = ${id}`.pipe(as(project))
           if (rows.length === 0) return yield* Effect.fail(notFound(`no item ${id}`))
           return HttpServerResponse.jsonUnsafe(toJson(rows[0]!))
         })
@@ -105,8 +111,8 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/items",
       handle(
         Effect.gen(function* () {
-          const projectId = yield* projectParam
-          const rows = yield* sql<Item>`select * from items order by id desc limit 50`.pipe(as(projectId))
+          const project = yield* projectId
+          const rows = yield* sql<Item>`select * from items order by id desc limit 50`.pipe(as(project))
           return HttpServerResponse.jsonUnsafe({ items: rows.map(toJson) })
         })
       )

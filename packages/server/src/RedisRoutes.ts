@@ -12,27 +12,30 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Schema from "effect/Schema"
 import { Tenancy } from "@tenantpool/core/Tenancy"
 import { RedisEngine } from "@tenantpool/redis/RedisEngine"
-import { badRequest, handle, notFound } from "./ErrorResponses.ts"
+import { count, handle, notFound } from "./ErrorResponses.ts"
+import { recorded, StatusHistory } from "./StatusHistory.ts"
+import { type BodySpec, maxValueLength, projectAndKey, readJson, readQuery } from "./Input.ts"
 
+const maxTtl = 86_400 * 30
 const PutBody = Schema.Struct({
-  value: Schema.String.check(Schema.isMaxLength(65_536)),
-  ttlSeconds: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 86_400 * 30 })))
+  value: Schema.String.check(Schema.isMaxLength(maxValueLength)),
+  ttlSeconds: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: maxTtl })))
 })
-const QueueBody = Schema.Struct({ value: Schema.String.check(Schema.isMaxLength(65_536)) })
+const putBody: BodySpec = {
+  shape: `{ "value": string of at most ${count(maxValueLength)} characters, "ttlSeconds"?: integer 1..${maxTtl} }`,
+  payload: [{ field: "value", max: maxValueLength }]
+}
+const QueueBody = Schema.Struct({ value: Schema.String.check(Schema.isMaxLength(maxValueLength)) })
+const queueBody: BodySpec = {
+  shape: `{ "value": string of at most ${count(maxValueLength)} characters }`,
+  payload: [{ field: "value", max: maxValueLength }]
+}
 const WaitQuery = Schema.Struct({
   wait: Schema.optional(Schema.NumberFromString.check(Schema.isBetween({ minimum: 0.1, maximum: 30 })))
-})
-const keyPattern = /^[A-Za-z0-9:_.-]{1,200}$/
-
-const keyParam = Effect.flatMap(HttpRouter.params, (p) => {
-  const key = p["key"] ?? ""
-  return keyPattern.test(key)
-    ? Effect.succeed({ projectId: p["projectId"] ?? "", key })
-    : Effect.fail(badRequest("key must be 1-200 characters of A-Z a-z 0-9 : _ . -"))
 })
 
 /**
@@ -45,13 +48,19 @@ export const layer = HttpRouter.use(
   Effect.fnUntraced(function* (router) {
     const redis = yield* RedisEngine
     const tenancy = yield* Tenancy
+    const history = yield* StatusHistory
+    // As the project, timed for the status page; a blocking pop waits by design, so its time is not latency.
+    const as =
+      (projectId: string, options?: { readonly latency?: boolean }) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        self.pipe(recorded(history, projectId, "redis", options), tenancy.withProject(projectId))
     yield* router.add(
       "GET",
       "/projects/:projectId/kv/:key",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const value = yield* redis.get(key).pipe(tenancy.withProject(projectId))
+          const { key, projectId } = yield* projectAndKey
+          const value = yield* redis.get(key).pipe(as(projectId))
           if (value === null) return yield* Effect.fail(notFound(`no value for key "${key}"`))
           return HttpServerResponse.jsonUnsafe({ key, value })
         })
@@ -62,13 +71,11 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/kv/:key",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const body = yield* HttpServerRequest.schemaBodyJson(PutBody).pipe(
-            Effect.mapError(() => badRequest('body must be JSON: { "value": string, "ttlSeconds"?: 1..2592000 }'))
-          )
+          const { key, projectId } = yield* projectAndKey
+          const body = yield* readJson(PutBody, putBody)
           yield* redis
             .set(key, body.value, body.ttlSeconds === undefined ? undefined : { ttl: `${body.ttlSeconds} seconds` })
-            .pipe(tenancy.withProject(projectId))
+            .pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, stored: true })
         })
       )
@@ -78,8 +85,8 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/kv/:key",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const deleted = yield* redis.del(key).pipe(tenancy.withProject(projectId))
+          const { key, projectId } = yield* projectAndKey
+          const deleted = yield* redis.del(key).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, deleted })
         })
       )
@@ -89,8 +96,8 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/kv/:key/incr",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const value = yield* redis.incr(key).pipe(tenancy.withProject(projectId))
+          const { key, projectId } = yield* projectAndKey
+          const value = yield* redis.incr(key).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, value })
         })
       )
@@ -100,11 +107,9 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/queues/:key",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const body = yield* HttpServerRequest.schemaBodyJson(QueueBody).pipe(
-            Effect.mapError(() => badRequest('body must be JSON: { "value": string }'))
-          )
-          const length = yield* redis.rpush(key, body.value).pipe(tenancy.withProject(projectId))
+          const { key, projectId } = yield* projectAndKey
+          const body = yield* readJson(QueueBody, queueBody)
+          const length = yield* redis.rpush(key, body.value).pipe(as(projectId))
           return HttpServerResponse.jsonUnsafe({ key, length })
         })
       )
@@ -114,11 +119,9 @@ export const layer = HttpRouter.use(
       "/projects/:projectId/queues/:key",
       handle(
         Effect.gen(function* () {
-          const { key, projectId } = yield* keyParam
-          const query = yield* HttpServerRequest.schemaSearchParams(WaitQuery).pipe(
-            Effect.mapError(() => badRequest("wait must be a number of seconds from 0.1 to 30"))
-          )
-          const popped = yield* redis.blpop([key], `${query.wait ?? 1} seconds`).pipe(tenancy.withProject(projectId))
+          const { key, projectId } = yield* projectAndKey
+          const query = yield* readQuery(WaitQuery, "wait must be a number of seconds from 0.1 to 30")
+          const popped = yield* redis.blpop([key], `${query.wait ?? 1} seconds`).pipe(as(projectId, { latency: false }))
           if (popped._tag === "None") return yield* Effect.fail(notFound(`nothing arrived on "${key}"`))
           return HttpServerResponse.jsonUnsafe({ key, value: popped.value[1] })
         })

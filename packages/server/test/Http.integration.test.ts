@@ -168,7 +168,12 @@ describe("HTTP API", () => {
       assert.isAtLeast(shed.length, 5, `statuses: ${responses.map((r) => r.status).join(",")}`)
       for (const r of shed) {
         assert.strictEqual(r.body.error, "Overloaded")
-        assert.isTrue(Number(r.headers.get("retry-after")) >= 1)
+        // The header is the guard's hint rounded up to whole seconds; the body gives both, and the message agrees.
+        const { retryAfterMillis, retryAfterSeconds } = r.body
+        assert.isTrue(Number.isInteger(retryAfterMillis) && retryAfterMillis > 0, JSON.stringify(r.body))
+        assert.strictEqual(retryAfterSeconds, Math.ceil(retryAfterMillis / 1000))
+        assert.strictEqual(r.headers.get("retry-after"), String(retryAfterSeconds))
+        assert.include(r.body.message, `retry after ${retryAfterMillis} ms`)
       }
     }).pipe(Effect.scoped)
   )
@@ -186,10 +191,10 @@ describe("HTTP API", () => {
       assert.strictEqual(ok.status, 200)
       yield* Servers.stop(server)
       const during = yield* Effect.promise(async () => {
-        const out: Array<{ status: number; error: string; retryAfter: string | null }> = []
+        const out: Array<{ status: number; error: string; retryAfter: string | null; body: any }> = []
         for (let i = 0; i < 15; i++) {
           const r = await request(`${base}/projects/http-down/kv/k`)
-          out.push({ status: r.status, error: r.body.error, retryAfter: r.headers.get("retry-after") })
+          out.push({ status: r.status, error: r.body.error, retryAfter: r.headers.get("retry-after"), body: r.body })
         }
         return out
       })
@@ -199,7 +204,11 @@ describe("HTTP API", () => {
       )
       const open = during.filter((r) => r.error === "CircuitOpen")
       assert.isAtLeast(open.length, 1, "the breaker opened")
-      assert.isTrue(open.every((r) => Number(r.retryAfter) >= 1))
+      for (const r of open) {
+        assert.isAtLeast(Number(r.retryAfter), 1)
+        assert.strictEqual(r.retryAfter, String(r.body.retryAfterSeconds))
+        assert.strictEqual(r.body.retryAfterSeconds, Math.ceil(r.body.retryAfterMillis / 1000))
+      }
       yield* Servers.start(server)
       const recovered = yield* Effect.promise(async () => {
         const deadline = Date.now() + 15_000

@@ -31,7 +31,10 @@ const run = (file: string): Promise<{ code: number; stdout: string; stderr: stri
 
 const examples: ReadonlyArray<readonly [file: string, expected: ReadonlyArray<string>]> = [
   ["readme-example.ts", ["hello"]],
-  ["redis-quickstart.ts", ["value: value", "profile: { name: 'John Doe' }", "healthy: true", "Pool: 1 Available: 1"]],
+  [
+    "redis-quickstart.ts",
+    ["value: value", "profile: { name: 'John Doe' }", "healthy: true", "Pool: 1 Available: 1", "closed: Closed"]
+  ],
   [
     "tiers.ts",
     ["FREE now: 30 concurrent, 15000 ms", "rejected: invalid configuration (PRO): minPool must not exceed maxPool"]

@@ -82,13 +82,13 @@ export const openTotalCell = (g: TenancyState, h: MetricHandles): CounterCell =>
 
 /** `db_connection_acquire_duration_seconds`, per engine and tier. @internal */
 export const acquireCell = (g: TenancyState, pe: ProjectEngine<any, any>): HistogramCell => {
-  const h = histogramsOf(pe.es, pe.rt.tier.name)
+  const h = (pe.histograms ??= histogramsOf(pe.es, pe.rt.tier.name))
   return (h.acquire ??= new HistogramCell(Metrics.acquireDuration, Metrics.durationBoundaries, h.attrs, g.context))
 }
 
 /** `db_query_duration_seconds{operation}`, per engine and tier. @internal */
 export const durationCell = (g: TenancyState, pe: ProjectEngine<any, any>, op: string): HistogramCell => {
-  const h = histogramsOf(pe.es, pe.rt.tier.name)
+  const h = (pe.histograms ??= histogramsOf(pe.es, pe.rt.tier.name))
   let m = h.duration.get(op)
   if (m === undefined) {
     m = new HistogramCell(Metrics.queryDuration, Metrics.durationBoundaries, { ...h.attrs, operation: op }, g.context)
@@ -123,6 +123,7 @@ export const registerProjectGauges = (g: TenancyState, pe: ProjectEngine<any, an
 export const removeProjectSeries = (pe: ProjectEngine<any, any>): void => {
   if (pe.gauges !== undefined) for (const registration of pe.gauges) registration.remove()
   pe.gauges = undefined
+  pe.histograms = undefined
   const h = pe.handles
   pe.handles = undefined
   if (h === undefined || h.attrs.project_id === undefined || h.attrs.project_id === Metrics.overflowProject) return

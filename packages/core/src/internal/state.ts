@@ -251,6 +251,8 @@ export class ProjectEngine<B, E> {
   startedSum = 0
   closed = false
   handles: MetricHandles | undefined = undefined
+  /** Its tier's histograms (cached: the per-call path reads them). */
+  histograms: HistogramHandles | undefined = undefined
   gauges: Array<{ remove(): void }> | undefined = undefined
   /** Where its running operations and breaker state are counted (its tier's aggregate, or its own). */
   agg: Aggregate = { active: 0, open: 0, halfOpen: 0 }

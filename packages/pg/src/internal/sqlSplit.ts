@@ -39,13 +39,49 @@ const isDigit = (c: string): boolean => c >= "0" && c <= "9"
 const dollarTag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/
 
 /**
+ * A psql meta-command on a line of its own between statements (`\set ON_ERROR_STOP on`, `\ir file.sql`): its text
+ * (the whole line, trimmed) and its 1-based line.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface MetaCommand {
+  readonly text: string
+  readonly line: number
+}
+
+/**
+ * A script cut the way psql reads it: the statements it sends, and the meta-commands it runs itself.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SqlScript {
+  readonly statements: ReadonlyArray<SqlStatement>
+  readonly metaCommands: ReadonlyArray<MetaCommand>
+}
+
+/**
  * Splits `source` into statements, or reports the first unterminated construct or psql meta-command.
  *
  * @category splitting
  * @since 0.1.0
  */
-export const splitSql = (source: string): Result.Result<ReadonlyArray<SqlStatement>, SqlSplitFailure> => {
+export const splitSql = (source: string): Result.Result<ReadonlyArray<SqlStatement>, SqlSplitFailure> =>
+  Result.map(split(source, false), (script) => script.statements)
+
+/**
+ * Splits `source` into statements and the psql meta-commands between them. A meta-command must stand on a line of
+ * its own, outside any statement (psql would also take one in the middle of a statement, as in `SELECT 1 \gset`).
+ *
+ * @category splitting
+ * @since 0.1.0
+ */
+export const splitScript = (source: string): Result.Result<SqlScript, SqlSplitFailure> => split(source, true)
+
+const split = (source: string, allowMeta: boolean): Result.Result<SqlScript, SqlSplitFailure> => {
   const statements: Array<SqlStatement> = []
+  const metaCommands: Array<MetaCommand> = []
   const n = source.length
   let i = 0
   let line = 1
@@ -181,14 +217,26 @@ export const splitSql = (source: string): Result.Result<ReadonlyArray<SqlStateme
       continue
     }
     if (c === "\\") {
-      return fail(line, "psql meta-command (a backslash outside quotes); the migrator runs plain SQL only")
+      const lineStart = source.lastIndexOf("\n", i - 1) + 1
+      const eol = source.indexOf("\n", i)
+      const end = eol === -1 ? n : eol
+      if (!allowMeta) {
+        return fail(line, "psql meta-command (a backslash outside quotes); the migrator runs plain SQL only")
+      }
+      if (start !== i || source.slice(lineStart, i).trim() !== "") {
+        return fail(line, "psql meta-command inside a statement; put it on a line of its own between statements")
+      }
+      metaCommands.push({ text: source.slice(i, end).trim(), line })
+      start = -1
+      advance(end)
+      continue
     }
     if (c === "(") parenDepth++
     else if (c === ")") parenDepth = Math.max(0, parenDepth - 1)
     advance(i + 1)
   }
   finish(n)
-  return Result.succeed(statements)
+  return Result.succeed({ statements, metaCommands })
 }
 
 // Returns the index just past the closing quote, or -1. A doubled quote is an escaped quote; with `backslash`,

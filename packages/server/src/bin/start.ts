@@ -21,13 +21,14 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import { PgClient } from "@effect/sql-pg"
 import * as Registry from "@tenantpool/core/Registry"
 import * as PgMigrations from "@tenantpool/pg/PgMigrations"
 import * as App from "../App.ts"
 import { demoProjects, prepareDatabases } from "../Demo.ts"
-import { runLoad } from "../Load.ts"
+import { loggerAbove, progressLine, runLoad } from "../Load.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..")
 const argv = process.argv.slice(2)
@@ -128,7 +129,8 @@ const main = Effect.gen(function* () {
     yield* Effect.forkScoped(
       runLoad(
         base,
-        projects.map((p) => p.id)
+        projects.map((p) => p.id),
+        { line }
       )
     )
   const exitAfter = option("exit-after")
@@ -136,4 +138,8 @@ const main = Effect.gen(function* () {
   else yield* Effect.never
 }).pipe(Effect.scoped)
 
-NodeRuntime.runMain(main)
+// With --load, log lines are printed above its progress line instead of into it.
+const line = progressLine()
+NodeRuntime.runMain(
+  flag("load") ? main.pipe(Effect.provide(Logger.layer([loggerAbove(line, Logger.defaultLogger)]))) : main
+)
