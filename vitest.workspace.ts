@@ -14,7 +14,8 @@ const packages = [
   "bench",
   "protections",
   "chaos",
-  "packaging"
+  "packaging",
+  "cluster"
 ]
 
 // Absolute, because projects inherit it (`extends: true`) and would resolve a relative path against their own root.

@@ -15,7 +15,7 @@ import { freshRedisDb } from "@tenantpool/testing/Isolation"
 import * as TestServers from "@tenantpool/testing/TestServers"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
-const publicPackages = ["core", "redis", "pg", "mongodb", "prometheus", "protections"] as const
+const publicPackages = ["core", "redis", "pg", "mongodb", "prometheus", "protections", "cluster"] as const
 // What the README's example connects to; the test swaps in the harness's Redis.
 const readmeRedisUrl = "redis://127.0.0.1:6379/0"
 

@@ -26,7 +26,9 @@
  * shared by every project on the target, closed when the last one goes; sized from the tiers of its projects
  * (max of their `maxPool`, capped by `maxConnections`); no project holds more than its own tier's `maxPool`
  * connections at once; connections carry `application_name` `tenantpool:<tag>` (a one-way hash of the target,
- * never a secret). The role a target's connections log in as is checked once (`TargetInfo.roleWarnings`).
+ * never a secret). The role a target's connections log in as is checked once (`TargetInfo.roleWarnings`). In a fleet
+ * (`Coordination.ConnectionShares` provided, e.g. by `@tenantpool/cluster`) a pool holds at most this process's
+ * share of the target's connections, generations included, and is resized when the share changes.
  *
  * Cancellation: an attempt that times out or is interrupted interrupts the statement; on exclusive and pinned
  * connections sql-pg sends a `CancelRequest` and retires the session unless the backend confirms; on multiplexed
@@ -43,9 +45,11 @@ import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Schedule from "effect/Schedule"
 import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
+import * as Coordination from "@tenantpool/core/Coordination"
 import * as Durations from "@tenantpool/core/Durations"
 import type * as EngineContract from "@tenantpool/core/Engine"
 import { InvalidConfig, type InvalidProjectId, type ProjectNotFound } from "@tenantpool/core/Errors"
+import * as Target from "@tenantpool/core/Target"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import { Tiers } from "@tenantpool/core/Tier"
 import * as PgError from "./PgError.ts"
@@ -181,6 +185,15 @@ export class PgEngine extends Context.Service<
   }
 >()("@tenantpool/pg/PgEngine") {}
 
+/**
+ * What a fleet coordinator may add to core's `Shares`: a way to read how many connections a target's pool may still
+ * hold (`TargetPool.bound`), so that it gives a shrunk share's difference to other processes only once this
+ * process is under it (`@tenantpool/cluster` provides it).
+ */
+interface TrackedShares extends Coordination.Shares {
+  readonly track?: ((engine: "postgres", targetId: string, bound: () => number) => () => void) | undefined
+}
+
 /** A count option that is not a positive integer is an `InvalidConfig` naming it. */
 const positiveInt = (field: keyof Options, value: number | undefined): Effect.Effect<void, InvalidConfig> =>
   value === undefined || (Number.isSafeInteger(value) && value > 0)
@@ -243,6 +256,25 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   const capacity = options?.targetCapacity ?? maxConnections * (multiplex ? multiplexConcurrency : 1)
   const ops = makeOps<Binding>(options?.idempotentReads ?? true)
   const pools = new Map<string, TargetPool>()
+  const shares: TrackedShares | undefined = yield* Coordination.ConnectionShares
+  const untrack = new Map<TargetPool, () => void>()
+  const newPool = (target: Target.Target): TargetPool => {
+    if (shares === undefined) return new TargetPool(target, settings, scope, runSync, fork)
+    const id = Target.id(target)
+    const pool = new TargetPool(target, settings, scope, runSync, fork, () => shares.get("postgres", id))
+    const stop = shares.track?.("postgres", id, () => pool.bound())
+    if (stop !== undefined) untrack.set(pool, stop)
+    return pool
+  }
+  // Untracked once its connections are closed: until then the coordinator counts them.
+  const closePool = (pool: TargetPool): Effect.Effect<void> =>
+    Effect.ensuring(
+      pool.close(),
+      Effect.sync(() => {
+        untrack.get(pool)?.()
+        untrack.delete(pool)
+      })
+    )
   const sessions: Sessions = {
     multiplex,
     slowMillis,
@@ -259,7 +291,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
         Effect.sync((): Binding => {
           let pool = pools.get(target.key)
           if (pool === undefined) {
-            pool = new TargetPool(target, settings, scope, runSync, fork)
+            pool = newPool(target)
             pools.set(target.key, pool)
           }
           const limits = () => tiers.get(project.tierName).limits
@@ -281,7 +313,7 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
               return Effect.void
             }
             if (pools.get(b.target.key) === b.pool) pools.delete(b.target.key)
-            return b.pool.close()
+            return closePool(b.pool)
           })
       ),
     ping: (b) => Effect.asVoid(runStatement(sessions, b, "select 1", (conn) => conn.query("select 1"))),
@@ -304,13 +336,17 @@ export const make = Effect.fnUntraced(function* (options?: Options | undefined) 
   }
   const unlisten = tiers.onChange(resizeAll)
   yield* Effect.addFinalizer(() => Effect.sync(unlisten))
+  if (shares !== undefined) {
+    const unsubscribe = shares.subscribe(resizeAll)
+    yield* Effect.addFinalizer(() => Effect.sync(unsubscribe))
+  }
   // A project that moves to another tier (registry change) is seen here: its runtime's tier is live.
   yield* Effect.forkIn(Effect.repeat(Effect.sync(resizeAll), Schedule.spaced(Duration.millis(resizeMillis))), scope)
   yield* Effect.addFinalizer(() =>
     Effect.suspend(() => {
       const all = [...pools.values()]
       pools.clear()
-      return Effect.forEach(all, (pool) => pool.close(), { discard: true, concurrency: "unbounded" })
+      return Effect.forEach(all, closePool, { discard: true, concurrency: "unbounded" })
     })
   )
 

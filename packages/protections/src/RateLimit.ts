@@ -17,6 +17,13 @@
  *   fails or takes longer than `storeTimeout` the call is let through and counted
  *   (`tenantpool_protection_rate_limit_store_errors_total`): a coordination outage must not stop every project's
  *   database traffic.
+ * - `makeFleet` / `layerFleet` (what `@tenantpool/cluster` installs): the same shared limiter, but a process takes
+ *   tokens from it in leases of `lease` worth of the rate (50 ms: 3 tokens for FREE, 50 for PRO) and spends them
+ *   locally, so the hot path is the local check and the store sees one round trip per lease. The fleet never
+ *   admits more than the tier's rate (leased tokens are taken from the shared bucket; a process drops what it has
+ *   not spent after a second, which can only under-admit). A refusal is remembered until its `retryAfter`. When
+ *   the store fails, the process limits locally at the rate divided by the fleet's last known size, for a second,
+ *   then asks the store again.
  *
  * Default rates (sustained per second / burst), the same for every engine unless overridden per engine:
  *
@@ -33,6 +40,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -108,7 +116,7 @@ export interface StoreOptions extends Options {
 export class RateLimit extends Context.Service<
   RateLimit,
   {
-    readonly mode: "memory" | "store"
+    readonly mode: "memory" | "store" | "fleet"
     /** The rate that applies to a tier on an engine. */
     readonly rate: (tier: TierName, engine: Engine) => Rate
     /** Takes one request from the project's bucket for the engine: `undefined` when admitted synchronously. */
@@ -191,6 +199,20 @@ export const makeMemory = (options?: Options | undefined): Effect.Effect<RateLim
     })
   })
 
+/** Counts a check the store could not answer, per engine and tier (the series made once). */
+const storeErrorCounter = (context: Context.Context<never>) => {
+  const storeErrors = new Map<string, Metric.Metric<number, unknown>>()
+  return (engine: Engine, tier: TierName) => {
+    const key = `${engine}:${tier}`
+    let m = storeErrors.get(key)
+    if (m === undefined) {
+      m = Metric.withAttributes(ProtectionMetrics.rateLimitStoreErrorsTotal, { database_type: engine, tier })
+      storeErrors.set(key, m)
+    }
+    m.updateUnsafe(1, context)
+  }
+}
+
 /**
  * The shared-store limiter, on Effect's `RateLimiter` (see the module comment).
  *
@@ -215,16 +237,7 @@ export const makeStore = (
         windows[engine][tier] = Duration.millis((rate.burst * 1000) / rate.perSecond)
       }
     }
-    const storeErrors = new Map<string, Metric.Metric<number, unknown>>()
-    const countStoreError = (engine: Engine, tier: TierName) => {
-      const key = `${engine}:${tier}`
-      let m = storeErrors.get(key)
-      if (m === undefined) {
-        m = Metric.withAttributes(ProtectionMetrics.rateLimitStoreErrorsTotal, { database_type: engine, tier })
-        storeErrors.set(key, m)
-      }
-      m.updateUnsafe(1, context)
-    }
+    const countStoreError = storeErrorCounter(context)
     return RateLimit.of({
       mode: "store",
       rate: (tier, engine) => table[engine][tier],
@@ -267,6 +280,165 @@ export const makeStore = (
   })
 
 /**
+ * Options of the fleet mode.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface FleetOptions extends StoreOptions {
+  /**
+   * How many processes share the limits now (the fleet's last known size): while the store cannot be reached, each
+   * limits locally at the rate divided by it (default 1).
+   */
+  readonly instances?: (() => number) | undefined
+  /** How much of the rate a process takes from the store at once (default 50 ms worth; 1 to a quarter of the burst). */
+  readonly lease?: Duration.Input | undefined
+}
+
+/** Leased tokens of one (project, engine) in this process. */
+class Lease {
+  tokens = 0
+  /** Tokens not spent by then are dropped (they were taken from the shared bucket: dropping them under-admits). */
+  expires = 0
+  /** The store refused until then: refused here without asking again. */
+  deniedUntil = 0
+  /** The store failed: limited locally until then. */
+  localUntil = 0
+  local: TokenBucket | undefined = undefined
+  /** A lease being taken, awaited by the callers that find this one empty. */
+  pending: Deferred.Deferred<void> | undefined = undefined
+}
+
+/** How long leased tokens live. */
+const leaseLifetime = 1_000
+
+/**
+ * The fleet limiter: Effect's `RateLimiter` over a shared store, leased (see the module comment).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeFleet = (
+  options?: FleetOptions | undefined
+): Effect.Effect<RateLimit["Service"], InvalidConfig, RateLimiter.RateLimiter> =>
+  Effect.gen(function* () {
+    const table = yield* rates(options)
+    const limiter = yield* RateLimiter.RateLimiter
+    const clock = yield* Clock.Clock
+    const countStoreError = storeErrorCounter(yield* Effect.context<never>())
+    const keyPrefix = options?.keyPrefix ?? "tenantpool:"
+    const storeTimeout = yield* Durations.millis("storeTimeout", options?.storeTimeout, "250 millis")
+    const leaseMillis = yield* Durations.millis("lease", options?.lease, "50 millis")
+    const instances = options?.instances ?? (() => 1)
+    const leases = new WeakMap<ProjectHandle, Array<Lease | undefined>>()
+
+    const refused = (project: ProjectHandle, engine: Engine, rate: Rate, wait: number) =>
+      Effect.fail(
+        new RateLimited({
+          projectId: project.id,
+          engine,
+          tier: project.tierName,
+          limit: rate.perSecond,
+          retryAfterMillis: Math.max(1, Math.ceil(wait))
+        })
+      )
+
+    // The store cannot be asked: this process's part of the rate, from a local bucket.
+    const local = (project: ProjectHandle, engine: Engine, rate: Rate, lease: Lease, now: number) => {
+      const n = Math.max(1, instances())
+      const perSecond = rate.perSecond / n
+      const burst = Math.max(1, rate.burst / n)
+      lease.local ??= new TokenBucket(burst, now)
+      const wait = take(lease.local, now, perSecond, burst)
+      return wait === 0 ? undefined : refused(project, engine, rate, wait)
+    }
+
+    const consume = (project: ProjectHandle, engine: Engine, rate: Rate, tokens: number) =>
+      limiter.consume({
+        key: `${keyPrefix}${project.id}:${engine}`,
+        limit: Math.floor(rate.burst),
+        window: Duration.millis((rate.burst * 1000) / rate.perSecond),
+        algorithm: "token-bucket",
+        onExceeded: "fail",
+        tokens
+      })
+
+    // Takes a lease from the store for the caller that found the lease empty; the others wait for it.
+    const renew = (
+      project: ProjectHandle,
+      engine: Engine,
+      rate: Rate,
+      lease: Lease
+    ): Effect.Effect<void, RateLimited> => {
+      const size = Math.max(1, Math.min(Math.ceil((rate.perSecond * leaseMillis) / 1000), Math.floor(rate.burst / 4)))
+      const pending = Deferred.makeUnsafe<void>()
+      lease.pending = pending
+      const exceeded = (error: RateLimiter.RateLimiterError) => error.reason._tag === "RateLimitExceeded"
+      return consume(project, engine, rate, size).pipe(
+        Effect.as(size),
+        // Fewer than a lease left: one token is still worth asking for (this caller's).
+        Effect.catchIf(exceeded, (error) =>
+          size > 1 ? Effect.as(consume(project, engine, rate, 1), 1) : Effect.fail(error)
+        ),
+        Effect.timeoutOption(storeTimeout),
+        Effect.flatMap((granted): Effect.Effect<void, RateLimited> => {
+          const now = clock.currentTimeMillisUnsafe()
+          if (granted._tag === "Some") {
+            lease.tokens = granted.value - 1
+            lease.expires = now + leaseLifetime
+            return Effect.void
+          }
+          countStoreError(engine, project.tierName)
+          lease.localUntil = now + leaseLifetime
+          return local(project, engine, rate, lease, now) ?? Effect.void
+        }),
+        Effect.catch((error): Effect.Effect<void, RateLimited> => {
+          const now = clock.currentTimeMillisUnsafe()
+          if (error._tag === "RateLimited") return Effect.fail(error)
+          if (error.reason._tag === "RateLimitExceeded") {
+            const wait = Math.max(1, Duration.toMillis(error.reason.retryAfter))
+            lease.deniedUntil = now + wait
+            return refused(project, engine, rate, wait)
+          }
+          countStoreError(engine, project.tierName)
+          lease.localUntil = now + leaseLifetime
+          return local(project, engine, rate, lease, now) ?? Effect.void
+        }),
+        Effect.ensuring(
+          Effect.sync(() => {
+            lease.pending = undefined
+            Deferred.doneUnsafe(pending, Effect.void)
+          })
+        )
+      )
+    }
+
+    const check = (project: ProjectHandle, engine: Engine): Effect.Effect<void, RateLimited> | undefined => {
+      const rate = table[engine][project.tierName]
+      let slots = leases.get(project)
+      if (slots === undefined) {
+        slots = [undefined, undefined, undefined]
+        leases.set(project, slots)
+      }
+      const i = engineSlot[engine]
+      const lease = slots[i] ?? (slots[i] = new Lease())
+      const now = clock.currentTimeMillisUnsafe()
+      if (lease.tokens > 0 && now < lease.expires) {
+        lease.tokens--
+        return undefined
+      }
+      if (now < lease.deniedUntil) return refused(project, engine, rate, lease.deniedUntil - now)
+      if (now < lease.localUntil) return local(project, engine, rate, lease, now)
+      if (lease.pending !== undefined) {
+        return Effect.flatMap(Deferred.await(lease.pending), () => check(project, engine) ?? Effect.void)
+      }
+      return renew(project, engine, rate, lease)
+    }
+
+    return RateLimit.of({ mode: "fleet", rate: (tier, engine) => table[engine][tier], check })
+  })
+
+/**
  * The in-process limiter as a layer.
  *
  * @category layers
@@ -298,3 +470,15 @@ export const layerRedis = (
   options: StoreOptions & RedisPersistence.Options & { readonly prefix?: string | undefined }
 ): Layer.Layer<RateLimit, InvalidConfig | Redis.RedisError> =>
   layerStore(options).pipe(Layer.provide(RedisPersistence.layerRateLimiterStore(options)))
+
+/**
+ * The fleet limiter over any `RateLimiterStore` (Effect's Redis store in production: `@tenantpool/cluster`
+ * installs it on the fleet's coordinator).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerFleet = (
+  options?: FleetOptions | undefined
+): Layer.Layer<RateLimit, InvalidConfig, RateLimiter.RateLimiterStore> =>
+  Layer.effect(RateLimit, makeFleet(options)).pipe(Layer.provide(RateLimiter.layer))

@@ -7,15 +7,22 @@
  * npm run chaos                                  # every scenario, every engine
  * npm run chaos -- --engine redis --scenario R6,R7 --window 5000
  * npm run chaos -- --ci --json chaos.jsonl       # the CI subset
+ * npm run chaos -- --scenario fleet              # issue #17's fleet of three processes alone
  * ```
+ *
+ * The fleet scenario (`../Fleet.ts`: three processes in fleet mode sharing one PostgreSQL's budget through Redis)
+ * runs after the engines' scenarios when PostgreSQL is among the engines, or alone with `--scenario fleet`; not
+ * with `--ci` (CI runs it as `packages/cluster/test/Fleet.integration.test.ts`).
  *
  * @since 0.1.0
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { parseArgs } from "node:util"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Toxiproxy from "@tenantpool/testing/Toxiproxy"
+import * as Fleet from "../Fleet.ts"
 import * as Report from "../Report.ts"
 import { engines, type EngineName } from "../Rig.ts"
 import * as Runner from "../Runner.ts"
@@ -38,7 +45,8 @@ if (values.help) {
       "npm run chaos -- [--engine postgres,redis,mongodb] [--scenario R6,R7] [--ci] [--window MS] [--json FILE]",
       "",
       "Scenarios:",
-      ...Scenarios.scenarios.map((s) => `  ${s.id.padEnd(5)} ${s.title} — ${s.fault(3_000)} (${s.engines.join(", ")})`)
+      ...Scenarios.scenarios.map((s) => `  ${s.id.padEnd(5)} ${s.title} — ${s.fault(3_000)} (${s.engines.join(", ")})`),
+      "  fleet three processes in fleet mode share one PostgreSQL's budget; SIGKILL, database stop, Redis stop"
     ].join("\n")
   )
   process.exit(0)
@@ -61,7 +69,7 @@ const chosenEngines =
       })
 const chosenIds = values.scenario?.split(",").map((id) => id.trim().toLowerCase())
 for (const id of chosenIds ?? []) {
-  if (Scenarios.byId(id) === undefined) throw new Error(`unknown scenario ${id}; --help lists them`)
+  if (id !== "fleet" && Scenarios.byId(id) === undefined) throw new Error(`unknown scenario ${id}; --help lists them`)
 }
 const windowMs = Number(values.window)
 if (!Number.isFinite(windowMs) || windowMs <= 0) throw new Error(`--window must be a positive number of ms`)
@@ -112,10 +120,31 @@ const program = Effect.gen(function* () {
       })
     )
   }
-  console.log(`\n${Report.table(results)}\n`)
-  const broken = results.flatMap((result) =>
-    Report.violations(result).map((check) => `  ${result.scenario} ${result.engine}: ${check.name} — ${check.detail}`)
-  )
+  const fleetBroken: Array<string> = []
+  const runFleet =
+    chosenIds === undefined ? !values.ci && chosenEngines.includes("postgres") : chosenIds.includes("fleet")
+  if (runFleet) {
+    console.log(`[chaos] fleet: three processes, one PostgreSQL budget, Redis as coordinator`)
+    const outcome = yield* Effect.exit(
+      Effect.scoped(Fleet.run({ log: (line) => console.log(`[chaos] fleet ${line}`) }))
+    )
+    if (outcome._tag === "Failure") failedRuns.push(`  fleet: the run failed: ${Cause.pretty(outcome.cause)}`)
+    else {
+      for (const check of Fleet.checks(outcome.value)) {
+        console.log(`[chaos] fleet ${check.ok ? "ok    " : "BROKEN"} ${check.name.padEnd(18)} ${check.detail}`)
+        if (!check.ok) fleetBroken.push(`  fleet: ${check.name} — ${check.detail}`)
+      }
+      if (jsonFile !== undefined) {
+        fs.appendFileSync(jsonFile, `${JSON.stringify({ scenario: "fleet", figures: outcome.value, machine })}\n`)
+      }
+    }
+  }
+  if (results.length > 0) console.log(`\n${Report.table(results)}\n`)
+  const broken = results
+    .flatMap((result) =>
+      Report.violations(result).map((check) => `  ${result.scenario} ${result.engine}: ${check.name} — ${check.detail}`)
+    )
+    .concat(fleetBroken)
   if (broken.length > 0) console.log(`Broken properties:\n${broken.join("\n")}`)
   if (failedRuns.length > 0) console.log(`Runs that failed:\n${failedRuns.join("\n")}`)
   if (jsonFile !== undefined) console.log(`[chaos] wrote ${results.length} JSON lines to ${jsonFile}`)

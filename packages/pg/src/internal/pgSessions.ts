@@ -64,6 +64,19 @@ const isCollateralCancel = (conn: PgConnection.PgConnection | undefined, epoch: 
   conn !== undefined && cancelEpoch(conn) !== epoch && PgError.sqlState(error) === "57014"
 
 /**
+ * Waits until the target's pool may open a generation within the fleet's share (`TargetPool.mustWait`), then runs
+ * `next`; the wait is the attempt's wait for a connection, bounded by its timeout like any other.
+ */
+const waitForShare = <A, E, R>(
+  tp: TargetPool,
+  signal: AttemptSignal | undefined,
+  next: () => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  signal?.waitingFor(connectionResource)
+  return Effect.andThen(tp.ready, Effect.suspend(next))
+}
+
+/**
  * When the last pipelined statement on a connection completed. Replies on a pipelined connection come back in
  * order, so a statement's own duration is the time from the later of its hand-over and the previous reply on its
  * connection to its reply: the time it waited behind other statements in the pipeline (and for this process's
@@ -109,6 +122,7 @@ const pipelined = <A>(
 ): Effect.Effect<A, SqlError> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => pipelined(sessions, b, sql, exec, signal, retried))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "query"))
     const started = performance.now()
@@ -167,6 +181,7 @@ const exclusive = <A>(
 ): Effect.Effect<A, SqlError> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => exclusive(sessions, b, sql, exec, signal))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "query"))
     const started = performance.now()
@@ -232,6 +247,7 @@ export const reserveOn = (
 ): Effect.Effect<Reserved, SqlError, Scope.Scope> =>
   Effect.suspend(() => {
     const tp = b.pool
+    if (tp.mustWait()) return waitForShare(tp, signal, () => reserveOn(sessions, b, signal))
     const gen = tp.use()
     if (gen === undefined) return Effect.fail(connectionError("PgEngine: the target's pool is closed", "reserve"))
     const started = performance.now()

@@ -10,6 +10,11 @@
  * sql-pg's `stream` factory option, the one place every connection of a pool is opened), statements in flight,
  * exclusive reservations (transactions, streams, `reserve`) and checkouts waiting for a connection.
  *
+ * A fleet's share (`Coordination.ConnectionShares`, when a coordinator is installed) caps the pool's size, and then
+ * the overlap of generations as well: a new generation opens only when its size and what retired generations may
+ * still hold fit in the share, and new work waits for that (`mustWait` / `ready`), so the process never holds more
+ * connections to the target than its share, nor more than its old share while a smaller one drains in.
+ *
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
@@ -46,6 +51,9 @@ export interface Member {
   readonly gate: Gate
 }
 
+/** How long a closed socket still counts against a fleet share (its backend ending on the server). */
+const lingerMillis = 100
+
 /** Statement texts whose duration is remembered per target (the oldest is forgotten first). */
 const latencyEntries = 4_096
 
@@ -61,6 +69,11 @@ export class Generation {
   /** Set right after construction: the pool's socket factory needs the generation to count into. */
   pool: PgPool.PgPool = undefined as unknown as PgPool.PgPool
   sockets = 0
+  /**
+   * Sockets closed on this side less than `lingerMillis` ago: the server may still be ending their backends (they
+   * stay in `pg_stat_activity`, and in `max_connections`, for a moment after the client's socket closed).
+   */
+  lingering = 0
   /** The pool has had its minimum open, since when it is below it again, and its last success (performance.now()). */
   filled = false
   droppedAt = 0
@@ -68,6 +81,13 @@ export class Generation {
   users = 0
   retired = false
   closed = false
+  /**
+   * What the generation may still hold on the server: its size while it has users (it may open up to it), else its
+   * sockets, and those just closed whose backends may not have ended yet.
+   */
+  holds(): number {
+    return (this.users > 0 && !this.closed ? Math.max(this.max, this.sockets) : this.sockets) + this.lingering
+  }
   constructor(id: number, scope: Scope.Closeable, min: number, max: number) {
     this.id = id
     this.scope = scope
@@ -138,19 +158,30 @@ export class TargetPool {
    * connections, others run on a connection of their own (see `pgSessions.ts`).
    */
   readonly latency = new Map<string, number>()
+  /**
+   * The fleet's share of the target's connections for this process (`Coordination.ConnectionShares`); undefined
+   * without a fleet coordinator.
+   */
+  readonly share: () => number | undefined
+  /** Generations retired or closing whose sockets are not all closed yet (they count against a share). */
+  private readonly draining = new Set<Generation>()
+  /** Work waiting for a generation to fit in the share. */
+  private readonly waiters = new Set<() => void>()
 
   constructor(
     target: Target,
     settings: PoolSettings,
     parent: Scope.Scope,
     runSync: <A, E>(effect: Effect.Effect<A, E>) => A,
-    fork: (effect: Effect.Effect<void>) => void
+    fork: (effect: Effect.Effect<void>) => void,
+    share: () => number | undefined = () => undefined
   ) {
     this.target = target
     this.settings = settings
     this.parent = parent
     this.runSync = runSync
     this.fork = fork
+    this.share = share
     const name = settings.tagTargets ? `${settings.applicationName}:${targetTag(target)}` : settings.applicationName
     // application_name is cut by the server at 63 bytes (NAMEDATALEN - 1).
     this.applicationName = Buffer.from(name).subarray(0, 63).toString()
@@ -166,7 +197,51 @@ export class TargetPool {
       if (limits.maxPool > max) max = limits.maxPool
     }
     max = Math.min(max, this.settings.maxConnections, this.serverCap)
+    // A share of 0 (none granted yet) is a size of 0: new work waits (`mustWait`) instead of opening anything.
+    const share = this.share()
+    if (share !== undefined) max = Math.min(max, Math.max(0, Math.floor(share)))
     return { min: Math.min(min, max), max }
+  }
+
+  /**
+   * The most connections this process may hold to the target from now on: the current generation's size and what
+   * retired generations may still hold. A fleet coordinator reads it before it gives a shrunk share's difference
+   * to other processes.
+   */
+  bound(): number {
+    const current = this.current
+    let n = current === undefined ? 0 : Math.max(current.max, current.sockets) + current.lingering
+    for (const gen of this.draining) n += gen.holds()
+    return n
+  }
+
+  /**
+   * Whether new work must wait before it takes a generation: a fleet share is set, no generation is current, and a
+   * new one would not fit in the share beside what retired generations may still hold (or the share is 0).
+   */
+  mustWait(): boolean {
+    if (this.current !== undefined || this.closed) return false
+    const share = this.share()
+    if (share === undefined) return false
+    const { max } = this.desired()
+    return max === 0 || this.bound() + max > share
+  }
+
+  /** Completes when `mustWait` no longer holds (a retired generation drained, the share grew, the pool closed). */
+  readonly ready: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (!this.mustWait()) return resume(Effect.void)
+    const waiter = () => resume(Effect.void)
+    this.waiters.add(waiter)
+    return Effect.sync(() => {
+      this.waiters.delete(waiter)
+    })
+  })
+
+  private wake(): void {
+    if (this.waiters.size === 0 || this.mustWait()) return
+    const waiters = [...this.waiters]
+    this.waiters.clear()
+    for (const waiter of waiters) waiter()
   }
 
   /** Records how long a statement took (a moving average that follows a change within a few runs). */
@@ -193,17 +268,19 @@ export class TargetPool {
   resize(): void {
     for (const m of this.members) m.gate.setLimit(m.limits().maxPool)
     const gen = this.current
-    if (gen === undefined || this.closed) return
+    // No generation yet (or none since a shrink): work waiting for a larger share may go now.
+    if (gen === undefined || this.closed) return this.wake()
     const { min, max } = this.desired()
     // Connections lost (a server restart) and the server answering again: sql-pg's pool keeps the failed slots as
     // its size and replaces them one borrower at a time, so it would stay at the concurrency of its traffic (a
     // minimum of 10 measured at 1). A new generation opens its minimum at once; the old one drains.
     const refill = gen.droppedAt > 0 && gen.okAt > gen.droppedAt && gen.sockets < gen.min
-    if (gen.min === min && gen.max === max && !refill) return
+    if (gen.min === min && gen.max === max && !refill) return this.wake()
     this.current = undefined
     this.retire(gen)
     // A refill must not wait for the next statement: the point is to have the minimum ready before traffic.
-    if (refill) this.current = this.open()
+    if (refill && !this.mustWait()) this.current = this.open()
+    this.wake()
   }
 
   /** The generation new work goes to (created on first use), counted as used until `release`; none once closed. */
@@ -215,7 +292,10 @@ export class TargetPool {
   }
 
   release(gen: Generation): void {
-    if (--gen.users === 0 && gen.retired) this.closeGeneration(gen)
+    if (--gen.users === 0 && gen.retired) {
+      this.closeGeneration(gen)
+      this.wake()
+    }
   }
 
   stats(): TargetStats {
@@ -249,6 +329,7 @@ export class TargetPool {
       const gens = [...this.live()]
       this.current = undefined
       this.retired.clear()
+      this.wake()
       return Effect.forEach(gens, (gen) => this.closeNow(gen), { discard: true, concurrency: "unbounded" })
     })
   }
@@ -294,6 +375,13 @@ export class TargetPool {
           socket.once("close", () => {
             gen.sockets--
             if (gen.filled && gen.sockets < gen.min && gen.droppedAt === 0) gen.droppedAt = performance.now()
+            // Under a fleet share, a closed socket counts a little longer (its backend may still be ending).
+            if (this.share() === undefined) return gen.retired ? this.drained(gen) : undefined
+            gen.lingering++
+            setTimeout(() => {
+              gen.lingering--
+              if (gen.retired) this.drained(gen)
+            }, lingerMillis).unref()
           })
           return socket
         }
@@ -306,7 +394,14 @@ export class TargetPool {
   private retire(gen: Generation) {
     gen.retired = true
     this.retired.add(gen)
+    this.draining.add(gen)
     if (gen.users === 0) this.closeGeneration(gen)
+  }
+
+  /** A retired generation's socket closed, or the generation closed: forget it once nothing of it is open. */
+  private drained(gen: Generation) {
+    if (gen.closed && gen.sockets === 0 && gen.lingering === 0) this.draining.delete(gen)
+    this.wake()
   }
 
   private closeGeneration(gen: Generation) {
@@ -318,7 +413,10 @@ export class TargetPool {
     return Effect.suspend(() => {
       if (gen.closed) return Effect.void
       gen.closed = true
-      return Scope.close(gen.scope, Exit.void)
+      return Effect.ensuring(
+        Scope.close(gen.scope, Exit.void),
+        Effect.sync(() => this.drained(gen))
+      )
     })
   }
 }
