@@ -217,6 +217,305 @@ export const explainWith =
 const round = (n: number): string => Math.round(n).toLocaleString("en-US")
 
 /**
+ * The estimator's state: its options and settings, the cached estimates, the EXPLAINs in flight, the projects'
+ * expensive lanes and the counters.
+ *
+ * @internal
+ */
+interface State {
+  readonly options: Options
+  readonly budgets: Readonly<Record<TierName, CostBudget>>
+  readonly throttle: Throttle
+  /** The throttle's `maxWait`, in milliseconds. */
+  readonly maxWait: number
+  /** How long an estimate is reused, in milliseconds. */
+  readonly ttl: number
+  readonly rejectOnError: boolean
+  readonly clock: Clock.Clock
+  readonly context: Context.Context<never>
+  readonly cache: ExpiringCache<string, Estimate>
+  /** The EXPLAIN in flight per key; `null` tells its waiters that it was interrupted and they should look again. */
+  readonly pending: Map<string, Deferred.Deferred<Estimate | undefined | null>>
+  readonly lanes: WeakMap<ProjectHandle, TokenBucket>
+  readonly explainTimer: typeof ProtectionMetrics.explainDuration
+  readonly lookups: { readonly hit: CounterCell; readonly miss: CounterCell; readonly error: CounterCell }
+  explains: number
+  explainErrors: number
+  explainMillisTotal: number
+  explainMillisMax: number
+}
+
+/**
+ * The per-tier budgets: `defaultBudgets` with the options' overrides, each checked.
+ *
+ * @internal
+ */
+const resolveBudgets = (options: Options): Effect.Effect<Record<TierName, CostBudget>, InvalidConfig> =>
+  Effect.gen(function* () {
+    const budgets = {} as Record<TierName, CostBudget>
+    for (const tier of tierNames) {
+      const b = { ...defaultBudgets[tier], ...options.budgets?.[tier] }
+      if (!(b.maxCost > 0)) return yield* new InvalidConfig({ field: `${tier}.maxCost`, reason: "must be positive" })
+      budgets[tier] = b
+    }
+    return budgets
+  })
+
+/**
+ * The expensive lane's settings: the defaults with the options' overrides, checked.
+ *
+ * @internal
+ */
+const resolveThrottle = (options: Options): Effect.Effect<Throttle, InvalidConfig> => {
+  const throttle: Throttle = { perSecond: 1, burst: 2, maxWait: "2 seconds", ...options.throttle }
+  if (!(throttle.perSecond > 0 && throttle.burst >= 1)) {
+    return Effect.fail(
+      new InvalidConfig({ field: "throttle", reason: "perSecond must be positive and burst at least 1" })
+    )
+  }
+  return Effect.succeed(throttle)
+}
+
+/**
+ * A fresh state (registers the lookup counters).
+ *
+ * @internal
+ */
+const makeState = (
+  options: Options,
+  budgets: Record<TierName, CostBudget>,
+  throttle: Throttle,
+  clock: Clock.Clock,
+  context: Context.Context<never>
+): State => ({
+  options,
+  budgets,
+  throttle,
+  maxWait: Duration.toMillis(Duration.fromInputUnsafe(throttle.maxWait)),
+  ttl: Duration.toMillis(Duration.fromInputUnsafe(options.ttl ?? "5 minutes")),
+  rejectOnError: options.onExplainError === "reject",
+  clock,
+  context,
+  cache: new ExpiringCache<string, Estimate>(options.maxEntries ?? 10_000),
+  pending: new Map(),
+  lanes: new WeakMap(),
+  explainTimer: Metric.withAttributes(ProtectionMetrics.explainDuration, { database_type: "postgres" }),
+  lookups: {
+    hit: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "hit" }, context),
+    miss: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "miss" }, context),
+    error: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "error" }, context)
+  },
+  explains: 0,
+  explainErrors: 0,
+  explainMillisTotal: 0,
+  explainMillisMax: 0
+})
+
+/**
+ * The budget that applies to a project: its own (`budgetFor`), else its tier's.
+ *
+ * @internal
+ */
+const budgetOf = (state: State, project: ProjectHandle): CostBudget =>
+  state.options.budgetFor?.(project) ?? state.budgets[project.tierName]
+
+/**
+ * Records a finished EXPLAIN: its time, its result (counted as a miss, or an error), and the estimate in the cache.
+ *
+ * @internal
+ */
+const recordExplain = (state: State, key: string, started: number, estimate: Estimate | undefined): void => {
+  const millis = performance.now() - started
+  state.explains++
+  state.explainMillisTotal += millis
+  if (millis > state.explainMillisMax) state.explainMillisMax = millis
+  state.explainTimer.updateUnsafe(millis / 1000, state.context)
+  if (estimate === undefined) {
+    state.explainErrors++
+    state.lookups.error.n++
+  } else {
+    state.lookups.miss.n++
+    state.cache.set(key, estimate, state.clock.currentTimeMillisUnsafe() + state.ttl)
+  }
+}
+
+/**
+ * One EXPLAIN per (project, fingerprint) at a time: later arrivals wait for its result, and look again when it was
+ * interrupted.
+ *
+ * @internal
+ */
+const explainOnce = (
+  state: State,
+  key: string,
+  project: ProjectHandle,
+  target: string,
+  params: ReadonlyArray<unknown>
+): Effect.Effect<Estimate | undefined> =>
+  Effect.suspend(() => {
+    const waiting = state.pending.get(key)
+    if (waiting !== undefined) {
+      return Effect.flatMap(Deferred.await(waiting), (result) =>
+        result === null ? lookup(state, key, project, target, params) : Effect.succeed(result)
+      )
+    }
+    const deferred = Deferred.makeUnsafe<Estimate | undefined | null>()
+    state.pending.set(key, deferred)
+    const started = performance.now()
+    return state.options.explain(project, target, params).pipe(
+      Effect.map(parsePlan),
+      Effect.catchCause(() => Effect.succeed(undefined)),
+      Effect.tap((estimate) => Effect.sync(() => recordExplain(state, key, started, estimate))),
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          state.pending.delete(key)
+          Deferred.doneUnsafe(deferred, Effect.succeed(exit._tag === "Success" ? exit.value : null))
+        })
+      )
+    )
+  })
+
+/**
+ * The estimate for `key`: from the cache (a hit), else from an EXPLAIN.
+ *
+ * @internal
+ */
+const lookup = (
+  state: State,
+  key: string,
+  project: ProjectHandle,
+  target: string,
+  params: ReadonlyArray<unknown>
+): Effect.Effect<Estimate | undefined> => {
+  const hit = state.cache.get(key, state.clock.currentTimeMillisUnsafe())
+  if (hit !== undefined) {
+    state.lookups.hit.n++
+    return Effect.succeed(hit)
+  }
+  return explainOnce(state, key, project, target, params)
+}
+
+/**
+ * How an estimate exceeds a budget (cost first, then rows), or undefined within it.
+ *
+ * @internal
+ */
+const overBudget = (budget: CostBudget, estimate: Estimate): string | undefined =>
+  estimate.totalCost > budget.maxCost
+    ? `estimated cost ${round(estimate.totalCost)} exceeds the budget of ${round(budget.maxCost)}`
+    : budget.maxRows !== undefined && estimate.planRows > budget.maxRows
+      ? `estimated ${round(estimate.planRows)} rows exceed the budget of ${round(budget.maxRows)}`
+      : undefined
+
+/**
+ * An over-budget statement on the project's expensive lane: admitted now, after a wait for its turn, or rejected
+ * when the turn is further than `maxWait` (its reservation is given back, as it is when the wait is interrupted).
+ *
+ * @internal
+ */
+const throttled = (state: State, project: ProjectHandle, over: string, fp: string): Finding.Inspection => {
+  const { throttle } = state
+  let lane = state.lanes.get(project)
+  const now = state.clock.currentTimeMillisUnsafe()
+  if (lane === undefined) state.lanes.set(project, (lane = new TokenBucket(throttle.burst, now)))
+  const wait = reserve(lane, now, throttle.perSecond, throttle.burst)
+  if (wait === 0) return Finding.flag("cost-budget", `${over}; admitted on the expensive-statement lane`, fp)
+  if (wait > state.maxWait) {
+    refund(lane)
+    return Finding.reject("cost-budget", `${over}; the expensive-statement lane is full for ${wait} ms`, fp)
+  }
+  const bucket = lane
+  return Effect.sleep(Duration.millis(wait)).pipe(
+    Effect.onInterrupt(() => Effect.sync(() => refund(bucket))),
+    Effect.as(Finding.flag("cost-budget", `${over}; waited ${wait} ms on the expensive-statement lane`, fp))
+  )
+}
+
+/**
+ * The verdict on an estimate: within budget, rejected, or throttled by the project's budget policy; no estimate is
+ * let through or rejected by `onExplainError`.
+ *
+ * @internal
+ */
+const judge = (
+  state: State,
+  project: ProjectHandle,
+  analysis: Analysis,
+  estimate: Estimate | undefined
+): Finding.Inspection => {
+  const fp = analysis.fingerprint
+  if (estimate === undefined) {
+    return state.rejectOnError
+      ? Finding.reject("cost-budget", "the statement's cost could not be estimated", fp)
+      : undefined
+  }
+  const budget = budgetOf(state, project)
+  const over = overBudget(budget, estimate)
+  if (over === undefined) return undefined
+  if (budget.overBudget === "reject") return Finding.reject("cost-budget", over, fp)
+  return throttled(state, project, over, fp)
+}
+
+/**
+ * Checks an analyzed statement against the project's budget: synchronously on a cached estimate, else after an
+ * EXPLAIN.
+ *
+ * @internal
+ */
+const inspect = (
+  state: State,
+  project: ProjectHandle,
+  analysis: Analysis,
+  params: ReadonlyArray<unknown>
+): Finding.Inspection => {
+  const target = analysis.explainTarget
+  if (target === undefined || analysis.fingerprint === "") return undefined
+  const key = `${project.id}\u0000${analysis.fingerprint}`
+  const hit = state.cache.get(key, state.clock.currentTimeMillisUnsafe())
+  if (hit !== undefined) {
+    state.lookups.hit.n++
+    return judge(state, project, analysis, hit)
+  }
+  return Effect.flatMap(explainOnce(state, key, project, target, params), (estimate) => {
+    const verdict = judge(state, project, analysis, estimate)
+    return Effect.isEffect(verdict) ? verdict : Effect.succeed(verdict)
+  })
+}
+
+/**
+ * The estimate of a statement text (cached), or undefined when it is not explainable or EXPLAIN failed.
+ *
+ * @internal
+ */
+const estimate = (
+  state: State,
+  analyzer: SqlAnalyzer["Service"],
+  project: ProjectHandle,
+  statement: string,
+  params: ReadonlyArray<unknown>
+): Effect.Effect<Estimate | undefined> =>
+  Effect.suspend(() => {
+    const analysis = analyzer.analyze(statement)
+    const target = analysis.explainTarget
+    if (target === undefined || analysis.fingerprint === "") return Effect.succeed(undefined)
+    return lookup(state, `${project.id}\u0000${analysis.fingerprint}`, project, target, params)
+  })
+
+/**
+ * The estimator's counters.
+ *
+ * @internal
+ */
+const stats = (state: State): Stats => ({
+  entries: state.cache.size,
+  hits: state.lookups.hit.n,
+  explains: state.explains,
+  explainErrors: state.explainErrors,
+  explainMillisTotal: state.explainMillisTotal,
+  explainMillisMax: state.explainMillisMax
+})
+
+/**
  * Builds the estimator.
  *
  * @category constructors
@@ -227,165 +526,15 @@ export const make = (options: Options): Effect.Effect<PgCostEstimator["Service"]
     const analyzer = yield* SqlAnalyzer
     const clock = yield* Clock.Clock
     const context = yield* Effect.context<never>()
-    const budgets = {} as Record<TierName, CostBudget>
-    for (const tier of tierNames) {
-      const b = { ...defaultBudgets[tier], ...options.budgets?.[tier] }
-      if (!(b.maxCost > 0)) return yield* new InvalidConfig({ field: `${tier}.maxCost`, reason: "must be positive" })
-      budgets[tier] = b
-    }
-    const throttle: Throttle = { perSecond: 1, burst: 2, maxWait: "2 seconds", ...options.throttle }
-    if (!(throttle.perSecond > 0 && throttle.burst >= 1)) {
-      return yield* new InvalidConfig({ field: "throttle", reason: "perSecond must be positive and burst at least 1" })
-    }
-    const maxWait = Duration.toMillis(Duration.fromInputUnsafe(throttle.maxWait))
-    const ttl = Duration.toMillis(Duration.fromInputUnsafe(options.ttl ?? "5 minutes"))
-    const rejectOnError = options.onExplainError === "reject"
-    const cache = new ExpiringCache<string, Estimate>(options.maxEntries ?? 10_000)
-    const pending = new Map<string, Deferred.Deferred<Estimate | undefined | null>>()
-    const lanes = new WeakMap<ProjectHandle, TokenBucket>()
-    let explains = 0
-    let explainErrors = 0
-    let explainMillisTotal = 0
-    let explainMillisMax = 0
-
-    const explainTimer = Metric.withAttributes(ProtectionMetrics.explainDuration, { database_type: "postgres" })
-    const lookups = {
-      hit: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "hit" }, context),
-      miss: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "miss" }, context),
-      error: new CounterCell(ProtectionMetrics.estimatesTotal, { database_type: "postgres", result: "error" }, context)
-    }
-    const budgetOf = (project: ProjectHandle) => options.budgetFor?.(project) ?? budgets[project.tierName]
-
-    // One EXPLAIN per (project, fingerprint) at a time: later arrivals wait for its result. `null` tells waiters
-    // that the EXPLAIN was interrupted and they should look again.
-    const explainOnce = (
-      key: string,
-      project: ProjectHandle,
-      target: string,
-      params: ReadonlyArray<unknown>
-    ): Effect.Effect<Estimate | undefined> =>
-      Effect.suspend(() => {
-        const waiting = pending.get(key)
-        if (waiting !== undefined) {
-          return Effect.flatMap(Deferred.await(waiting), (result) =>
-            result === null ? lookup(key, project, target, params) : Effect.succeed(result)
-          )
-        }
-        const deferred = Deferred.makeUnsafe<Estimate | undefined | null>()
-        pending.set(key, deferred)
-        const started = performance.now()
-        return options.explain(project, target, params).pipe(
-          Effect.map(parsePlan),
-          Effect.catchCause(() => Effect.succeed(undefined)),
-          Effect.tap((estimate) =>
-            Effect.sync(() => {
-              const millis = performance.now() - started
-              explains++
-              explainMillisTotal += millis
-              if (millis > explainMillisMax) explainMillisMax = millis
-              explainTimer.updateUnsafe(millis / 1000, context)
-              if (estimate === undefined) {
-                explainErrors++
-                lookups.error.n++
-              } else {
-                lookups.miss.n++
-                cache.set(key, estimate, clock.currentTimeMillisUnsafe() + ttl)
-              }
-            })
-          ),
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              pending.delete(key)
-              Deferred.doneUnsafe(deferred, Effect.succeed(exit._tag === "Success" ? exit.value : null))
-            })
-          )
-        )
-      })
-
-    const lookup = (
-      key: string,
-      project: ProjectHandle,
-      target: string,
-      params: ReadonlyArray<unknown>
-    ): Effect.Effect<Estimate | undefined> => {
-      const hit = cache.get(key, clock.currentTimeMillisUnsafe())
-      if (hit !== undefined) {
-        lookups.hit.n++
-        return Effect.succeed(hit)
-      }
-      return explainOnce(key, project, target, params)
-    }
-
-    const judge = (project: ProjectHandle, analysis: Analysis, estimate: Estimate | undefined): Finding.Inspection => {
-      const fp = analysis.fingerprint
-      if (estimate === undefined) {
-        return rejectOnError
-          ? Finding.reject("cost-budget", "the statement's cost could not be estimated", fp)
-          : undefined
-      }
-      const budget = budgetOf(project)
-      const over =
-        estimate.totalCost > budget.maxCost
-          ? `estimated cost ${round(estimate.totalCost)} exceeds the budget of ${round(budget.maxCost)}`
-          : budget.maxRows !== undefined && estimate.planRows > budget.maxRows
-            ? `estimated ${round(estimate.planRows)} rows exceed the budget of ${round(budget.maxRows)}`
-            : undefined
-      if (over === undefined) return undefined
-      if (budget.overBudget === "reject") return Finding.reject("cost-budget", over, fp)
-      let lane = lanes.get(project)
-      const now = clock.currentTimeMillisUnsafe()
-      if (lane === undefined) lanes.set(project, (lane = new TokenBucket(throttle.burst, now)))
-      const wait = reserve(lane, now, throttle.perSecond, throttle.burst)
-      if (wait === 0) return Finding.flag("cost-budget", `${over}; admitted on the expensive-statement lane`, fp)
-      if (wait > maxWait) {
-        refund(lane)
-        return Finding.reject("cost-budget", `${over}; the expensive-statement lane is full for ${wait} ms`, fp)
-      }
-      const bucket = lane
-      return Effect.sleep(Duration.millis(wait)).pipe(
-        Effect.onInterrupt(() => Effect.sync(() => refund(bucket))),
-        Effect.as(Finding.flag("cost-budget", `${over}; waited ${wait} ms on the expensive-statement lane`, fp))
-      )
-    }
-
-    const inspect = (
-      project: ProjectHandle,
-      analysis: Analysis,
-      params: ReadonlyArray<unknown>
-    ): Finding.Inspection => {
-      const target = analysis.explainTarget
-      if (target === undefined || analysis.fingerprint === "") return undefined
-      const key = `${project.id}\u0000${analysis.fingerprint}`
-      const hit = cache.get(key, clock.currentTimeMillisUnsafe())
-      if (hit !== undefined) {
-        lookups.hit.n++
-        return judge(project, analysis, hit)
-      }
-      return Effect.flatMap(explainOnce(key, project, target, params), (estimate) => {
-        const verdict = judge(project, analysis, estimate)
-        return Effect.isEffect(verdict) ? verdict : Effect.succeed(verdict)
-      })
-    }
-
+    const budgets = yield* resolveBudgets(options)
+    const throttle = yield* resolveThrottle(options)
+    const state = makeState(options, budgets, throttle, clock, context)
     return PgCostEstimator.of({
       analyze: analyzer.analyze,
-      budget: budgetOf,
-      estimate: (project, statement, params) =>
-        Effect.suspend(() => {
-          const analysis = analyzer.analyze(statement)
-          const target = analysis.explainTarget
-          if (target === undefined || analysis.fingerprint === "") return Effect.succeed(undefined)
-          return lookup(`${project.id}\u0000${analysis.fingerprint}`, project, target, params)
-        }),
-      inspect,
-      stats: () => ({
-        entries: cache.size,
-        hits: lookups.hit.n,
-        explains,
-        explainErrors,
-        explainMillisTotal,
-        explainMillisMax
-      })
+      budget: (project) => budgetOf(state, project),
+      estimate: (project, statement, params) => estimate(state, analyzer, project, statement, params),
+      inspect: (project, analysis, params) => inspect(state, project, analysis, params),
+      stats: () => stats(state)
     })
   })
 
