@@ -51,13 +51,17 @@ const setError = errFor("set")
 
 /** GET, SET and the other string commands. */
 export const strings = (handle: Handle) => ({
-  // The hottest command: one typeof and one closure per call on the fast path (the connection is ready).
+  // The hottest command: one typeof and one closure per call on the fast path (the connection is ready and not
+  // auto-pipelining; `send` decides between a direct write and the batch otherwise).
   get: (k: string) =>
     typeof k !== "string"
       ? Effect.fail(A.string("get", "key", k)!)
       : handle.run(
           OP.get,
-          (b, s) => (b.conn.status === "ready" ? b.conn.get(b.prefix + k) : send(b, s, (c) => c.get(b.prefix + k))),
+          (b, s) =>
+            b.conn.status === "ready" && !b.shared.adaptive
+              ? b.conn.get(b.prefix + k)
+              : send(b, s, (c) => c.get(b.prefix + k)),
           getError,
           undefined,
           OP.get.detail
