@@ -1,5 +1,5 @@
 /**
- * The history checker (RELIABILITY.md §4.3, after Jepsen's set test): compares what the library reported for every
+ * The history checker (RELIABILITY.md, "The promises, as checked"; after Jepsen's set test): compares what the library reported for every
  * operation with what the server holds after healing, read directly with the raw driver.
  *
  * - **lost**: acknowledged (`ok`) but absent;

@@ -1,6 +1,6 @@
 /**
  * What a chaos run reports: the properties every scenario is held to (`violations`), a progress line per scenario,
- * the table of a run, and one JSON line per scenario × engine in RELIABILITY.md §4.5's shape. Nothing here prints
+ * the table of a run, and one JSON line per scenario × engine in the shape RELIABILITY.md's "The last full run" describes. Nothing here prints
  * a secret: leaks are counted, never shown.
  *
  * @since 0.1.0
@@ -239,7 +239,7 @@ export const libraryEnv = (): Env => ({
 })
 
 /**
- * One JSON line (RELIABILITY.md §4.5), with the checker's other findings and the properties broken.
+ * One JSON line (see RELIABILITY.md, "The last full run"), with the checker's other findings and the properties broken.
  *
  * @category formatting
  * @since 0.1.0

@@ -1,5 +1,5 @@
 /**
- * The fault scenarios: RELIABILITY.md §4.1's rows that a client library can be put through on one machine, each as
+ * The fault scenarios: the fault rows of RELIABILITY.md's "Coverage of the matrix" that a client library can be put through on one machine, each as
  * a fault on a rig — the network between project A and its server (Toxiproxy), the server process (stop, kill,
  * SIGSTOP), or the server's own commands against A's connections. `inject` makes the fault, holds it for the
  * window and heals it; the runner marks the fault before and the heal after (for a restart, once the server
@@ -23,7 +23,7 @@ import type { EngineName, Rig } from "./Rig.ts"
  * @since 0.1.0
  */
 export interface Scenario {
-  /** RELIABILITY.md §4.1's row, with a suffix for variants (`R7b`). */
+  /** The scenario's row in RELIABILITY.md's "Coverage of the matrix", with a suffix for variants (`R7b`). */
   readonly id: string
   readonly title: string
   /** What is done, for the report. */

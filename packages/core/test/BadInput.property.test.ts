@@ -1,5 +1,5 @@
 /**
- * Bad input to every public function of `@tenantpool/core` (issue #14 items 1 and 7, RELIABILITY §3.6 and S9):
+ * Bad input to every public function of `@tenantpool/core` (issue #14 items 1 and 7):
  * fast-check properties over hostile arguments (`@tenantpool/testing/Hostile`). Each asserts that the call ends in a
  * success or a typed failure of the library's vocabulary — never a defect, an interruption, a hang or a synchronous
  * throw escaping the Effect —, that the failure names the argument when the function takes several, that nothing

@@ -1,5 +1,5 @@
 /**
- * Bad input to the public functions of `@tenantpool/mongodb` (issue #14 item 7, RELIABILITY §3.6 and S9), against
+ * Bad input to the public functions of `@tenantpool/mongodb` (issue #14 item 7), against
  * the harness's MongoDB-wire server: fast-check properties over hostile arguments (`@tenantpool/testing/Hostile`).
  * Each asserts that the call ends in a success or a typed failure (`MongoError` or a guard verdict) — never a defect,
  * an interruption, a hang or a synchronous throw escaping the Effect —, that a failed call created nothing on the

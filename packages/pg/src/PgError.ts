@@ -3,7 +3,7 @@
  * refusals (circuit open, overloaded, timeout, unknown outcome, …) travel inside the standard `SqlError`, so that
  * `` sql`…` `` keeps the `SqlError` error type every `effect/sql` user expects.
  *
- * Classification (ARCHITECTURE §5: only errors that say the server is unhealthy count):
+ * Classification (only errors that say the server is unhealthy count; docs/architecture.md, breaker rules):
  *
  * | SQLSTATE / reason | `errorType` | counts |
  * |---|---|---|

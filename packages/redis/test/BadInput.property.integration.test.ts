@@ -1,5 +1,5 @@
 /**
- * Bad input to every public function of `@tenantpool/redis` (issue #14 items 1 and 7, RELIABILITY §3.6 and S9), against
+ * Bad input to every public function of `@tenantpool/redis` (issue #14 items 1 and 7), against
  * the harness's Redis: fast-check properties over hostile arguments (`@tenantpool/testing/Hostile`). Each asserts
  * that the call ends in a success or a typed failure (`RedisError` or a guard verdict) — never a defect, an
  * interruption, a hang or a synchronous throw escaping the Effect —, that a failure names the argument, that a failed

@@ -1,5 +1,5 @@
 /**
- * Hostile input for the bad-input property tests (issue #14 item 7, RELIABILITY §3.6 and S9): fast-check arbitraries
+ * Hostile input for the bad-input property tests (issue #14 item 7): fast-check arbitraries
  * of what a caller from JavaScript, JSON or `as any` can pass where the types say otherwise (wrong types, NaN and
  * infinities, bigints, symbols, functions, objects whose `toString`/`toJSON`/`toBSON`/getters throw, proxies, sparse
  * and huge arrays, huge strings, NUL/CRLF/unicode, `__proto__` keys), most of them carrying a canary secret, and the

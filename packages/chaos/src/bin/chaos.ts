@@ -1,5 +1,5 @@
 /**
- * `npm run chaos`: RELIABILITY.md §4's fault scenarios against private servers of all three engines, a progress
+ * `npm run chaos`: the fault scenarios of RELIABILITY.md against private servers of all three engines, a progress
  * line per scenario, a table at the end, and with `--json FILE` one JSON line per scenario × engine. Exits 1 when a
  * property is broken (the table says which).
  *
