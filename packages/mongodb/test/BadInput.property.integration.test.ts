@@ -33,19 +33,7 @@ import * as Fx from "./fixtures/Mongo.ts"
 const canary = Canary.make()
 const c = canary.secret
 
-const guardTags = [
-  "ProjectNotFound",
-  "EngineNotConfigured",
-  "NoCurrentProject",
-  "Overloaded",
-  "CircuitOpen",
-  "Timeout",
-  "UnknownOutcome",
-  "ShuttingDown",
-  "RateLimited",
-  "QueryRejected"
-]
-const tags = ["MongoError", "InvalidConfig", "InvalidProjectId", "InvalidConnectionString", ...guardTags]
+const tags = ["MongoError", "InvalidConfig", "InvalidProjectId", "InvalidConnectionString", ...H.guardTags]
 
 const expectation = (extra?: Partial<H.Expectation>): H.Expectation => ({
   tags,

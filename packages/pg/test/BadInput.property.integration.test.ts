@@ -37,18 +37,6 @@ import * as Platform from "./fixtures/Platform.ts"
 const canary = Canary.make()
 const c = canary.secret
 
-const guardTags = [
-  "ProjectNotFound",
-  "EngineNotConfigured",
-  "NoCurrentProject",
-  "Overloaded",
-  "CircuitOpen",
-  "Timeout",
-  "UnknownOutcome",
-  "ShuttingDown",
-  "RateLimited",
-  "QueryRejected"
-]
 const tags = [
   "SqlError",
   "InvalidConfig",
@@ -56,7 +44,7 @@ const tags = [
   "InvalidConnectionString",
   "PlatformStoreError",
   "MigrationLoadError",
-  ...guardTags
+  ...H.guardTags
 ]
 
 const expectation = (extra?: Partial<H.Expectation>): H.Expectation => ({

@@ -44,19 +44,7 @@ import * as Fx from "./fixtures/Redis.ts"
 const canary = Canary.make()
 const c = canary.secret
 
-const guardTags = [
-  "ProjectNotFound",
-  "EngineNotConfigured",
-  "NoCurrentProject",
-  "Overloaded",
-  "CircuitOpen",
-  "Timeout",
-  "UnknownOutcome",
-  "ShuttingDown",
-  "RateLimited",
-  "QueryRejected"
-]
-const tags = ["RedisError", "Closed", "InvalidProjectId", "InvalidConnectionString", "InvalidConfig", ...guardTags]
+const tags = ["RedisError", "Closed", "InvalidProjectId", "InvalidConnectionString", "InvalidConfig", ...H.guardTags]
 
 const expectation = (names: ReadonlyArray<string>, extra?: Partial<H.Expectation>): H.Expectation => ({
   tags,
@@ -347,7 +335,14 @@ describe("Redis bad input: the engine's operations", () => {
   }
 })
 
-const plainTags = ["RedisError", "InvalidConfig", "InvalidConnectionString", "InvalidProjectId", "Closed", ...guardTags]
+const plainTags = [
+  "RedisError",
+  "InvalidConfig",
+  "InvalidConnectionString",
+  "InvalidProjectId",
+  "Closed",
+  ...H.guardTags
+]
 
 describe("Redis bad input: layers and clients", () => {
   it.live("RedisEngine.layer: InvalidConfig naming the option, or an engine whose calls end typed", () =>

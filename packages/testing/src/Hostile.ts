@@ -28,6 +28,20 @@ import * as fc from "fast-check"
 // Runs
 // ---------------------------------------------------------------------------------------------------------------
 
+/** The guard's errors: every engine call may end in one of these besides the engine's own. */
+export const guardTags: ReadonlyArray<string> = [
+  "ProjectNotFound",
+  "EngineNotConfigured",
+  "NoCurrentProject",
+  "Overloaded",
+  "CircuitOpen",
+  "Timeout",
+  "UnknownOutcome",
+  "ShuttingDown",
+  "RateLimited",
+  "QueryRejected"
+]
+
 /**
  * The seed of every property (fixed, so a failure replays; `TENANTPOOL_PROPERTY_SEED=<n>` picks another).
  *
