@@ -81,10 +81,18 @@ if (variant === "guard") {
 const sql = Context.get(stack.context, SqlClient.SqlClient)
 await stack.run(as(effectLoops(inflight, 1.5, () => lookup(sql))))
 if (process.env["PROF_OUT"]) await session.post("Profiler.start")
+if (process.env["HEAP_OUT"])
+  await session.post("HeapProfiler.startSampling", {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true
+  } as any)
 const cpu = process.cpuUsage()
 writes = 0
 const r = await stack.run(as(effectLoops(inflight, secs, () => lookup(sql))))
 const u = process.cpuUsage(cpu)
+if (process.env["HEAP_OUT"])
+  writeFileSync(process.env["HEAP_OUT"], JSON.stringify((await session.post("HeapProfiler.stopSampling")).profile))
 if (process.env["PROF_OUT"])
   writeFileSync(process.env["PROF_OUT"], JSON.stringify((await session.post("Profiler.stop")).profile))
 console.log(
@@ -95,7 +103,8 @@ console.log(
   ((u.user + u.system) / (r.opsPerSecond * secs)).toFixed(2),
   "µs CPU/op",
   (writes / (r.opsPerSecond * secs)).toFixed(3),
-  "writes/op"
+  "writes/op",
+  (globalThis as any).__lanes, `p50 ${r.p50.toFixed(3)} p99 ${r.p99.toFixed(3)} ms`
 )
 await stack.close()
 await server.close()

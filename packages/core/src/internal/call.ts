@@ -88,6 +88,8 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
   probe = false
   targetProbe = false
   startedAt = 0
+  /** The wall clock when the attempt started (`now()` at the end is this plus the stopwatch's elapsed time). */
+  ranAt = 0
   /** Stops an effectful attempt (`runEffect`) when it is abandoned. */
   cancelOnAbandon: (() => void) | undefined = undefined
   progress = UNTRACKED
@@ -254,6 +256,7 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
       this.attemptBudget = "deadline"
       if (!this.linked()) g.deadlines.schedule(this, this.deadline, this.span)
     }
+    this.ranAt = t
     const startedAt = (this.startedAt = g.stopwatch())
     pe.startedSum += startedAt
     pe.ts.running++
@@ -281,7 +284,9 @@ export class Call<A, E> implements Waiter, FairWaiter, AttemptSignal, Entry {
     g.deadlines.cancel(this)
     const pe = this.pe
     const elapsed = g.stopwatch() - this.startedAt
-    const t = g.now()
+    // One clock read, not two: under the live Clock the stopwatch is `performance.now()` and the wall clock moved
+    // as much; under a TestClock both are the clock itself.
+    const t = this.ranAt + elapsed
     this.release()
     pe.ewmaMillis = pe.ewmaMillis === 0 ? elapsed : pe.ewmaMillis + (elapsed - pe.ewmaMillis) * 0.1
     pe.ts.ewmaMillis = pe.ts.ewmaMillis === 0 ? elapsed : pe.ts.ewmaMillis + (elapsed - pe.ts.ewmaMillis) * 0.05

@@ -24,7 +24,7 @@ import type { Runner } from "./call.ts"
 import { acquireCell, registerEngineGauges } from "./metricHandles.ts"
 import { lease } from "./lease.ts"
 import { resolve } from "./runtimes.ts"
-import { type EngineState, type ProjectEngine, ProjectRuntime, type TenancyState, aggregatesPerTier } from "./state.ts"
+import { type EngineState, ProjectEngine, ProjectRuntime, type TenancyState, aggregatesPerTier } from "./state.ts"
 
 const spansOn = (g: TenancyState, fiber: Fiber.Fiber<any, any>): boolean =>
   g.settings.spans === "always" || (g.settings.spans === "auto" && fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer)
@@ -79,10 +79,11 @@ const guard = <A, B, E, R>(
 ): Effect.Effect<A, E | GuardError | ProtectionError, R> =>
   Effect.withFiber((fiber) => {
     const resolved = resolve(g, fiber, es)
+    // `instanceof` rather than `Effect.isEffect`: a property lookup on the hot path, the other a symbol probe.
     return (
-      Effect.isEffect(resolved)
-        ? Effect.flatMap(resolved, (pe) => checked(g, fiber, op, extraMillis, detail, runner, pe))
-        : checked(g, fiber, op, extraMillis, detail, runner, resolved)
+      resolved instanceof ProjectEngine
+        ? checked(g, fiber, op, extraMillis, detail, runner, resolved)
+        : Effect.flatMap(resolved, (pe) => checked(g, fiber, op, extraMillis, detail, runner, pe))
     ) as Effect.Effect<A, E | GuardError | ProtectionError, R>
   })
 
