@@ -104,7 +104,7 @@ console.log(
   "µs CPU/op",
   (writes / (r.opsPerSecond * secs)).toFixed(3),
   "writes/op",
-  (globalThis as any).__lanes, `p50 ${r.p50.toFixed(3)} p99 ${r.p99.toFixed(3)} ms`
+  `p50 ${r.p50.toFixed(3)} p99 ${r.p99.toFixed(3)} ms`
 )
 await stack.close()
 await server.close()
