@@ -38,6 +38,15 @@ export const invalid = (argument: string, reason: string): Refusal => new Refusa
 // Deeper than any document the server accepts (its nesting limit is 100 levels of user data).
 const maxDepth = 200
 
+/**
+ * Longer than any array a 16 MiB BSON document can hold (each element takes a type byte, its index as a key and a
+ * value: 3 bytes at least). A sparse array of length 2^32 - 1 costs nothing to make and would take the process
+ * minutes and gigabytes to copy: refused by its length, before any element is read.
+ *
+ * @internal
+ */
+export const maxArrayLength = Math.floor((16 * 1024 * 1024) / 3)
+
 const serializeOptions = { serializeFunctions: false, checkKeys: false, ignoreUndefined: false } as const
 const deserializeOptions = { promoteValues: false, bsonRegExp: true, promoteBuffers: false } as const
 
@@ -106,6 +115,9 @@ const copy = (value: unknown, path: string, depth: number): unknown => {
   if (Array.isArray(v)) {
     if (proto !== Array.prototype) return viaBson(v, path, depth)
     const n = v.length
+    if (!Number.isSafeInteger(n) || n < 0 || n > maxArrayLength) {
+      throw invalid(path, `holds an array longer than ${maxArrayLength} elements (more than BSON can send)`)
+    }
     const out = new Array<unknown>(n)
     for (let i = 0; i < n; i++) out[i] = copy(v[i], path, depth + 1)
     return out

@@ -11,8 +11,9 @@
  * `$shardedDataDistribution`, `$planCacheStats`, `$querySettings`, and any future or internal stage.
  * Stages with a namespace may name another database only as the project's own: `$out` and `$merge` (`{ db, coll }`),
  * `$lookup`, `$graphLookup` and `$unionWith` (`from` / `coll` as `{ db, coll }`), searched at any depth (sub-pipelines
- * of `$lookup`, `$unionWith`, `$facet` and `$merge`'s `whenMatched`). Collection names must be valid and not
- * `system.*`.
+ * of `$lookup`, `$unionWith`, `$facet` and `$merge`'s `whenMatched`). Those stages take only their documented fields
+ * (any other is refused, as is a `whenMatched` that is neither a mode nor a pipeline). Collection names must be valid
+ * and not `system.*`.
  *
  * @internal
  */
@@ -108,7 +109,33 @@ const subPipeline = (value: unknown, argument: string, found: Found): void => {
   walk(value, argument, found)
 }
 
+// The fields of each stage that names a collection: any other field is refused (deny by default), so that no
+// field a server may read a database or a pipeline from passes unchecked.
+const stageFields: Readonly<Record<string, ReadonlySet<string>>> = {
+  $merge: new Set(["into", "on", "let", "whenMatched", "whenNotMatched"]),
+  $lookup: new Set(["from", "localField", "foreignField", "as", "let", "pipeline"]),
+  $graphLookup: new Set([
+    "from",
+    "startWith",
+    "connectFromField",
+    "connectToField",
+    "as",
+    "maxDepth",
+    "depthField",
+    "restrictSearchWithMatch"
+  ]),
+  $unionWith: new Set(["coll", "pipeline"])
+}
+
+const onlyFields = (spec: Document, name: string, argument: string): void => {
+  const fields = stageFields[name]!
+  for (const key of Object.keys(spec)) {
+    if (!fields.has(key)) throw forbidden(`${argument}.${key}`, `is not a field of ${name}`)
+  }
+}
+
 const stage = (spec: unknown, name: string, argument: string, found: Found): void => {
+  if (Object.hasOwn(stageFields, name) && isDocument(spec)) onlyFields(spec, name, argument)
   switch (name) {
     case "$out":
       found.writes = true
@@ -118,7 +145,11 @@ const stage = (spec: unknown, name: string, argument: string, found: Found): voi
       if (typeof spec === "string") return namespace(spec, argument, found, false)
       if (!isDocument(spec)) throw invalid(argument, "must be a collection name or a document")
       namespace(spec["into"], `${argument}.into`, found, false)
-      if (Array.isArray(spec["whenMatched"])) subPipeline(spec["whenMatched"], `${argument}.whenMatched`, found)
+      const whenMatched = spec["whenMatched"]
+      if (Array.isArray(whenMatched)) return subPipeline(whenMatched, `${argument}.whenMatched`, found)
+      if (whenMatched !== undefined && typeof whenMatched !== "string") {
+        throw invalid(`${argument}.whenMatched`, "must be a mode (a string) or a pipeline")
+      }
       return
     }
     case "$lookup":

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type { Document } from "mongodb"
 import { type MongoError, refused } from "../MongoError.ts"
 import type { OptionsOf } from "../MongoOptions.ts"
-import { array, describeType, document, invalid, isDocument, Refusal, sendable } from "./documents.ts"
+import { array, describeType, document, invalid, isDocument, maxArrayLength, Refusal, sendable } from "./documents.ts"
 import { type Checked, checkOptions } from "./options.ts"
 import { checkCollectionName, checkPipeline } from "./pipeline.ts"
 
@@ -49,6 +49,21 @@ export const collectionName = (name: unknown): Refusal | undefined => {
 /** The refusal of an argument that threw while it was read (a proxy, a getter). @internal */
 export const unreadable = (argument: string): Refusal =>
   invalid(argument, "could not be read (a getter or proxy threw)")
+
+/**
+ * The elements of an array argument, read once each by index into a fresh array: never through the argument's own
+ * methods (`map` of a proxy or a subclass may answer anything), nor its iterator or species.
+ */
+const elementsOf = (value: unknown, argument: string): Array<unknown> => {
+  if (!Array.isArray(value)) throw invalid(argument, `must be an array, not ${describeType(value)}`)
+  const n: unknown = value.length
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0 || n > maxArrayLength) {
+    throw invalid(argument, `must be an array of at most ${maxArrayLength} elements`)
+  }
+  const out = new Array<unknown>(n)
+  for (let i = 0; i < n; i++) out[i] = (value as Array<unknown>)[i]
+  return out
+}
 
 /** A filter (`undefined`: every document). @internal */
 export const filterOf = (filter: unknown, argument = "filter"): Document => document(filter, argument, true)
@@ -116,9 +131,9 @@ export { none as noOptions } from "./options.ts"
 
 /** Documents to insert. @internal */
 export const documentsOf = (documents: unknown): Array<Document> => {
-  if (!Array.isArray(documents)) throw invalid("documents", `must be an array, not ${describeType(documents)}`)
-  const out = new Array<Document>(documents.length)
-  for (let i = 0; i < documents.length; i++) out[i] = document(documents[i], `documents[${i}]`)
+  const list = elementsOf(documents, "documents")
+  const out = new Array<Document>(list.length)
+  for (let i = 0; i < list.length; i++) out[i] = document(list[i], `documents[${i}]`)
   return out
 }
 
@@ -155,8 +170,8 @@ export const indexSpecOf = (spec: unknown, argument = "index"): unknown => {
 
 /** Index descriptions for `createIndexes`: `key` plus the options `createIndex` takes. @internal */
 export const indexDescriptionsOf = (indexes: unknown): Array<Document> => {
-  if (!Array.isArray(indexes)) throw invalid("indexes", `must be an array, not ${describeType(indexes)}`)
-  return indexes.map((d, i) => {
+  const list = elementsOf(indexes, "indexes")
+  return list.map((d, i) => {
     const at = `indexes[${i}]`
     if (d === null || typeof d !== "object" || Array.isArray(d)) throw invalid(at, "must be a document")
     const { key, ...rest } = d as Record<string, unknown>
@@ -195,9 +210,9 @@ const bulkFields: Readonly<Record<string, Readonly<Record<string, BulkField>>>> 
 export const bulkOf = (
   operations: unknown
 ): { readonly models: Array<Document>; readonly documents: Array<unknown> } => {
-  if (!Array.isArray(operations)) throw invalid("operations", `must be an array, not ${describeType(operations)}`)
+  const list = elementsOf(operations, "operations")
   const documents: Array<unknown> = []
-  const models = operations.map((model, i) => {
+  const models = list.map((model, i) => {
     const at = `operations[${i}]`
     if (model === null || typeof model !== "object" || Array.isArray(model)) throw invalid(at, "must be a document")
     const kinds = Object.keys(model)
