@@ -25,7 +25,7 @@ import type {
   WithId,
   WithoutId
 } from "mongodb"
-import type { GuardError } from "@tenantpool/core/Errors"
+import type { GuardError, ProtectionError } from "@tenantpool/core/Errors"
 import type { MongoError } from "./MongoError.ts"
 import type {
   AggregateOptions,
@@ -59,6 +59,10 @@ export type { WriteGuardOptions } from "./MongoOptions.ts"
 export type DocumentSchema = Schema.Codec<any, Document, any, any>
 
 type Fail = MongoError | GuardError
+
+// Inside a transaction the guard has admitted the whole body; each operation can still be refused by the
+// installed protections (rate limits, the analyzer).
+type TxFail = MongoError | ProtectionError
 
 /**
  * The operations on one collection of the current project's database. `T` is the stored document type, `A` what
@@ -162,38 +166,38 @@ export interface MongoCollection<T extends Document, A = WithId<T>, R = never, D
  */
 export interface TransactionCollection<T extends Document> {
   readonly name: string
-  readonly insertOne: (document: OptionalUnlessRequiredId<T>) => Effect.Effect<InsertOneResult<T>, MongoError>
+  readonly insertOne: (document: OptionalUnlessRequiredId<T>) => Effect.Effect<InsertOneResult<T>, TxFail>
   readonly insertMany: (
     documents: ReadonlyArray<OptionalUnlessRequiredId<T>>
-  ) => Effect.Effect<InsertManyResult<T>, MongoError>
-  readonly findOne: (filter?: Filter<T>, options?: FindOneOptions) => Effect.Effect<WithId<T> | null, MongoError>
-  readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<WithId<T>>, MongoError>
-  readonly countDocuments: (filter?: Filter<T>) => Effect.Effect<number, MongoError>
+  ) => Effect.Effect<InsertManyResult<T>, TxFail>
+  readonly findOne: (filter?: Filter<T>, options?: FindOneOptions) => Effect.Effect<WithId<T> | null, TxFail>
+  readonly find: (filter?: Filter<T>, options?: FindOptions) => Effect.Effect<Array<WithId<T>>, TxFail>
+  readonly countDocuments: (filter?: Filter<T>) => Effect.Effect<number, TxFail>
   readonly updateOne: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
     options?: UpdateOptions
-  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  ) => Effect.Effect<UpdateResult<T>, TxFail>
   readonly updateMany: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
     options?: UpdateOptions
-  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  ) => Effect.Effect<UpdateResult<T>, TxFail>
   readonly replaceOne: (
     filter: Filter<T>,
     replacement: WithoutId<T>,
     options?: ReplaceOptions
-  ) => Effect.Effect<UpdateResult<T>, MongoError>
+  ) => Effect.Effect<UpdateResult<T>, TxFail>
   readonly findOneAndUpdate: (
     filter: Filter<T>,
     update: UpdateFilter<T> | ReadonlyArray<Document>,
     options?: FindOneAndUpdateOptions
-  ) => Effect.Effect<WithId<T> | null, MongoError>
-  readonly deleteOne: (filter?: Filter<T>) => Effect.Effect<DeleteResult, MongoError>
-  readonly deleteMany: (filter?: Filter<T>) => Effect.Effect<DeleteResult, MongoError>
+  ) => Effect.Effect<WithId<T> | null, TxFail>
+  readonly deleteOne: (filter?: Filter<T>) => Effect.Effect<DeleteResult, TxFail>
+  readonly deleteMany: (filter?: Filter<T>) => Effect.Effect<DeleteResult, TxFail>
   readonly aggregate: <B extends Document = Document>(
     pipeline: ReadonlyArray<Document>
-  ) => Effect.Effect<Array<B>, MongoError>
+  ) => Effect.Effect<Array<B>, TxFail>
 }
 
 /**

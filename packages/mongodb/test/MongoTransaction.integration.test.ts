@@ -12,25 +12,28 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
+import * as ApiProtections from "@tenantpool/protections/ApiProtections"
 import * as TestServers from "@tenantpool/testing/TestServers"
 import { MongoEngine } from "../src/MongoEngine.ts"
 import { MongoError } from "../src/MongoError.ts"
+import { txCollection } from "../src/internal/transactions.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
 const server = await Fx.flavor(TestServers.url("mongodb"))
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
 
-const setup = (label: string) =>
+const setup = (label: string, tier: "FREE" | "PRO" = "PRO") =>
   Effect.gen(function* () {
     const url = TestServers.url("mongodb")
     const observer = yield* Fx.raw(url)
     const db = yield* Fx.database(observer, url, `tx_${label}`)
     const id = Fx.projectId(label)
-    yield* (yield* MemoryRegistry).register({ id, tier: "PRO", mongodb: db.url })
+    yield* (yield* MemoryRegistry).register({ id, tier, mongodb: db.url })
     const tenancy = yield* Tenancy.Tenancy
     return {
       mongo: yield* MongoEngine,
@@ -161,5 +164,124 @@ describe("MongoEngine transactions", () => {
         const counter = yield* Fx.call(() => raw.collection("counters").findOne({ _id: "c" as never }))
         assert.strictEqual(counter?.["n"], 10, "no increment was lost or applied twice")
       }).pipe(Effect.provide(Fx.layer()))
+  )
+
+  // Runs on every server: the body's collections as the engine makes them, on a session no server was asked for
+  // (FerretDB has none), with the real protections of a FREE project. What is refused never touches the session or
+  // the driver; what passes does.
+  it.live("the protections check each operation of a transaction body before it reaches the session", () =>
+    Effect.gen(function* () {
+      const { as } = yield* setup("tx-checked", "FREE")
+      const touched: Array<string> = []
+      const spy = (label: string): any =>
+        new Proxy(
+          {},
+          {
+            get: (_, key) => {
+              touched.push(`${label}.${String(key)}`)
+              throw new Error("not sent in this test")
+            }
+          }
+        )
+      const c = txCollection(
+        {
+          database: "tx",
+          clients: { secrets: [] },
+          collections: new Map(),
+          cacheGen: spy("gen"),
+          db: spy("db")
+        } as any,
+        spy("gen"),
+        spy("session"),
+        "items"
+      )
+      for (const [label, op] of [
+        ["findOne $where", c.findOne({ $where: "true" })],
+        ["countDocuments $where", c.countDocuments({ $where: "true" })],
+        [
+          "updateOne $function",
+          c.updateOne({ n: 1 }, [
+            { $set: { m: { $function: { body: "function() { return 1 }", args: [], lang: "js" } } } }
+          ])
+        ],
+        ["deleteOne $where", c.deleteOne({ $where: "true" })],
+        ["aggregate $where", c.aggregate([{ $match: { $where: "true" } }])]
+      ] as ReadonlyArray<readonly [string, Effect.Effect<unknown, unknown>]>) {
+        const error = yield* Effect.flip(as(op))
+        assert.strictEqual((error as { _tag?: string })._tag, "QueryRejected", `${label}: ${String(error)}`)
+      }
+      assert.deepStrictEqual(touched, [], "nothing refused reached the session or the driver")
+      const passed = yield* Effect.flip(as(c.insertOne({ n: 1 })))
+      assert.instanceOf(passed, MongoError, "an operation the protections pass goes on to the driver")
+      assert.isAbove(touched.length, 0)
+    }).pipe(
+      Effect.provide(
+        Fx.layer().pipe(Layer.provideMerge(ApiProtections.layerWith({ sql: false, redis: false, rateLimit: false })))
+      )
+    )
+  )
+
+  it.live.runIf(server.transactions)(
+    "the protections check every operation in a transaction: a FREE project's server-side JavaScript is refused unsent",
+    () => {
+      const rec = Fx.recording()
+      return Effect.gen(function* () {
+        const { mongo, raw, as } = yield* setup("tx-protected", "FREE")
+        yield* as(mongo.collection("items").insertOne({ n: 1 }))
+        const attempts: ReadonlyArray<readonly [string, (tx: any) => Effect.Effect<unknown, unknown>]> = [
+          ["findOne $where", (tx) => tx.collection("items").findOne({ $where: "true" })],
+          [
+            "find $expr $function",
+            (tx) =>
+              tx
+                .collection("items")
+                .find({ $expr: { $function: { body: "function() { return true }", args: [], lang: "js" } } })
+          ],
+          ["updateMany $where", (tx) => tx.collection("items").updateMany({ $where: "true" }, { $set: { n: 2 } })],
+          ["deleteMany $where", (tx) => tx.collection("items").deleteMany({ $where: "true" })],
+          [
+            "aggregate $accumulator",
+            (tx) =>
+              tx.collection("items").aggregate([
+                {
+                  $group: {
+                    _id: null,
+                    a: {
+                      $accumulator: {
+                        init: "function() { return 0 }",
+                        accumulate: "function(s) { return s }",
+                        accumulateArgs: [],
+                        merge: "function(a) { return a }",
+                        lang: "js"
+                      }
+                    }
+                  }
+                }
+              ])
+          ]
+        ]
+        for (const [label, attempt] of attempts) {
+          const sent = rec.commands.length
+          const error = yield* Effect.flip(as(mongo.transaction((tx) => attempt(tx))))
+          assert.strictEqual((error as { _tag?: string })._tag, "QueryRejected", `${label}: ${String(error)}`)
+          assert.isFalse(
+            rec.commands.slice(sent).some((c) => ["find", "update", "delete", "aggregate"].includes(c.name)),
+            `${label}: nothing of it was sent`
+          )
+        }
+        const docs = yield* Fx.call(() => raw.collection("items").find({}).toArray())
+        assert.deepStrictEqual(
+          docs.map((d) => d["n"]),
+          [1],
+          "the collection is as it was"
+        )
+      }).pipe(
+        Effect.provide(
+          Fx.layer({ factory: rec.factory }).pipe(
+            Layer.provideMerge(ApiProtections.layerWith({ sql: false, redis: false, rateLimit: false }))
+          )
+        )
+      )
+    }
   )
 })

@@ -8,7 +8,8 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type { ClientSession, Collection, Document, TransactionOptions, UpdateFilter, UpdateResult } from "mongodb"
-import type { GuardError } from "@tenantpool/core/Errors"
+import type { GuardError, ProtectionError } from "@tenantpool/core/Errors"
+import * as Protections from "@tenantpool/core/Protections"
 import type { MongoTransaction, TransactionCollection } from "../MongoCollection.ts"
 import { driverErrorOf, fromUnknown, MongoError, refused } from "../MongoError.ts"
 import { type Binding, collectionOf } from "./binding.ts"
@@ -58,7 +59,13 @@ const capabilitiesOf = (gen: Generation): Promise<Capabilities> => {
   return known
 }
 
-const txCollection = <T extends Document>(
+/** What the protections see of an operation in a transaction (as of one outside: see `views.ts`). */
+interface TxDetail extends Protections.ProtectionDetail {
+  readonly documents?: ReadonlyArray<unknown> | undefined
+}
+
+/** A collection bound to a transaction's session. @internal */
+export const txCollection = <T extends Document>(
   b: Binding,
   gen: Generation,
   session: ClientSession,
@@ -67,88 +74,111 @@ const txCollection = <T extends Document>(
   const nameRefusal = Req.collectionName(name)
   // Arguments are checked and copied as outside a transaction; the session is the transaction's, never the caller's.
   const opts = (checked: Checked) => ({ ...checked.driver, session })
-  const run = <A>(op: string, prepare: () => (c: Collection<Document>) => Promise<A>): Effect.Effect<A, MongoError> =>
+  // The installed protections check every operation of the body as they check one outside a transaction (the
+  // tier's rate limit and analyzer: server-side JavaScript on FREE is refused here too), before it is sent.
+  const run = <A>(
+    op: string,
+    prepare: () => readonly [call: (c: Collection<Document>) => Promise<A>, detail: TxDetail]
+  ): Effect.Effect<A, MongoError | ProtectionError> =>
     nameRefusal !== undefined
       ? Effect.fail(Req.fromRefusal(op, nameRefusal))
       : Req.refusing(op, () => {
-          const call = prepare()
-          const c = collectionOf(b, gen, name)
-          return Effect.tryPromise({ try: () => call(c), catch: (e) => fromUnknown(op, e, b.clients.secrets) })
+          const [call, detail] = prepare()
+          return Effect.andThen(
+            Protections.check("mongodb", op, detail),
+            Effect.tryPromise({
+              try: () => call(collectionOf(b, gen, name)),
+              catch: (e) => fromUnknown(op, e, b.clients.secrets)
+            })
+          )
         })
+  const about = (filter?: Document, ...documents: ReadonlyArray<unknown>): TxDetail =>
+    documents.length === 0 ? { collection: name, filter } : { collection: name, filter, documents }
   return {
     name,
     insertOne: (doc) =>
       run("insertOne", () => {
         const d = Req.documentOf(doc)
-        return (c) => c.insertOne(d, { session })
+        return [(c) => c.insertOne(d, { session }), about()]
       }),
     insertMany: (docs) =>
       run("insertMany", () => {
         const d = Req.documentsOf(docs)
-        return (c) => c.insertMany(d, { session })
+        return [(c) => c.insertMany(d, { session }), about()]
       }),
     findOne: (filter, o) =>
       run("findOne", () => {
         const f = Req.filterOf(filter)
         const checked = Req.optionsOf("findOne", o)
-        return (c) => c.findOne(f, opts(checked))
+        return [(c) => c.findOne(f, opts(checked)), about(f, ...(checked.documents ?? []))]
       }),
     find: (filter, o) =>
       run("find", () => {
         const f = Req.filterOf(filter)
         const checked = Req.optionsOf("find", o)
-        return (c) => c.find(f, opts(checked)).toArray()
+        return [(c) => c.find(f, opts(checked)).toArray(), about(f, ...(checked.documents ?? []))]
       }),
     countDocuments: (filter) =>
       run("countDocuments", () => {
         const f = Req.filterOf(filter)
-        return (c) => c.countDocuments(f, { session })
+        return [(c) => c.countDocuments(f, { session }), about(f)]
       }),
     updateOne: (filter, update, o) =>
       run("updateOne", () => {
         const f = Req.filterOf(filter)
         const u = Req.updateOf(update)
         const checked = Req.optionsOf("updateOne", o)
-        return (c) => c.updateOne(f, u as UpdateFilter<Document>, opts(checked))
+        return [
+          (c) => c.updateOne(f, u as UpdateFilter<Document>, opts(checked)),
+          about(f, ...(checked.documents ?? []), u)
+        ]
       }),
     updateMany: (filter, update, o) =>
       run("updateMany", () => {
         const f = Req.filterOf(filter)
         const u = Req.updateOf(update)
         const checked = Req.optionsOf("updateMany", o)
-        return (c) => c.updateMany(f, u as UpdateFilter<Document>, opts(checked))
+        return [
+          (c) => c.updateMany(f, u as UpdateFilter<Document>, opts(checked)),
+          about(f, ...(checked.documents ?? []), u)
+        ]
       }),
     replaceOne: (filter, replacement, o) =>
       run("replaceOne", () => {
         const f = Req.filterOf(filter)
         const r = Req.replacementOf(replacement)
         const checked = Req.optionsOf("replaceOne", o)
-        return (c) => c.replaceOne(f, r, opts(checked)) as Promise<UpdateResult<any>>
+        return [
+          (c) => c.replaceOne(f, r, opts(checked)) as Promise<UpdateResult<any>>,
+          about(f, ...(checked.documents ?? []))
+        ]
       }),
     findOneAndUpdate: (filter, update, o) =>
       run("findOneAndUpdate", () => {
         const f = Req.filterOf(filter)
         const u = Req.updateOf(update)
         const checked = Req.optionsOf("findOneAndUpdate", o)
-        return (c) =>
-          c.findOneAndUpdate(f, u as UpdateFilter<Document>, { ...opts(checked), includeResultMetadata: false })
+        return [
+          (c) => c.findOneAndUpdate(f, u as UpdateFilter<Document>, { ...opts(checked), includeResultMetadata: false }),
+          about(f, ...(checked.documents ?? []), u)
+        ]
       }),
     deleteOne: (filter) =>
       run("deleteOne", () => {
         const f = Req.filterOf(filter)
-        return (c) => c.deleteOne(f, { session })
+        return [(c) => c.deleteOne(f, { session }), about(f)]
       }),
     deleteMany: (filter) =>
       run("deleteMany", () => {
         const f = Req.filterOf(filter)
-        return (c) => c.deleteMany(f, { session })
+        return [(c) => c.deleteMany(f, { session }), about(f)]
       }),
     aggregate: (pipeline) =>
       run("aggregate", () => {
         const p = Req.pipelineOf(pipeline)
         const other = otherDatabase(p.databases, b.database)
         if (other !== undefined) throw other
-        return (c) => c.aggregate(p.pipeline, { session }).toArray()
+        return [(c) => c.aggregate(p.pipeline, { session }).toArray(), { collection: name, pipeline: p.pipeline }]
       })
   } as TransactionCollection<T>
 }
