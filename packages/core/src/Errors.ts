@@ -208,7 +208,7 @@ export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDo
  *
  * - `parse-error`: the SQL does not parse.
  * - `multiple-statements`: several statements where one is expected.
- * - `missing-where`: UPDATE or DELETE without WHERE.
+ * - `missing-where`: a whole-table write (UPDATE or DELETE without WHERE, an unconditioned MERGE, TRUNCATE).
  * - `statement-kind`: a kind of statement the tier's policy forbids (e.g. DDL).
  * - `statement-command`: a command the tier's policy forbids (e.g. COPY, SET ROLE, LISTEN).
  * - `cost-budget`: the planner's estimate exceeds the tier's budget.

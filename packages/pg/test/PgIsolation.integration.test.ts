@@ -1,29 +1,42 @@
 /**
- * The adversary suite (issue #12): two projects on the same server, an attacker and a victim, in the README's role
- * model and in the shared-user set-up (both on one database as the superuser). The attacker tries every class —
+ * The adversary suite (issue #12, and the cases a later red-team pass found): two projects on the same server, an
+ * attacker and a victim, in the README's role model and in the shared-user set-up (both on one database as the
+ * superuser). The attacker tries every class —
  * role changes in any syntax, whole-table writes, functions that reach outside its database, dynamic SQL, session
  * state, server files, server-wide DDL — on every path the engine has (statement, `unsafe`, inside a transaction,
  * on a reserved connection, as a stream). The operator's raw connection decides: the victim's rows, the roles and
  * the settings are unchanged, and the victim's statements see the session they should.
  */
+import * as crypto from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as SqlClient from "effect/sql/SqlClient"
-import * as Stream from "effect/Stream"
 import { MemoryRegistry } from "@tenantpool/core/Registry"
 import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as ApiProtections from "@tenantpool/protections/ApiProtections"
 import * as SqlAnalyzer from "@tenantpool/protections/SqlAnalyzer"
 import * as PgEngine from "../src/PgEngine.ts"
 import * as PgError from "../src/PgError.ts"
+import { attempt, paths } from "./fixtures/Attacks.ts"
 import * as Fx from "./fixtures/Engine.ts"
-import { roleModelTenant, sessionView, snapshot } from "./fixtures/Tenants.ts"
+import { roleModelTenant, snapshot } from "./fixtures/Tenants.ts"
 
 const protections = ApiProtections.layer.pipe(Layer.provide(SqlAnalyzer.layer()))
 
-/** Attacks, by class; `%victim%` is the victim's role (or the superuser) and `%db%` the victim's database. */
+/** `n` DO blocks, one inside the other, around `inner`. */
+const nestedDo = (n: number, inner: string): string => {
+  let text = inner
+  for (let i = 0; i < n; i++) text = `do $d${i}$ begin ${text}; end $d${i}$`
+  return text
+}
+
+/**
+ * Attacks, by class; `%victim%` is the victim's role (or the superuser), `%other%` a role other than the
+ * attacker's (the victim's, or in the shared-user set-up a bystander's), `%bystander%` a role of no project, and `%db%`
+ * the victim's database.
+ */
 const attacks: Readonly<Record<string, ReadonlyArray<string>>> = {
   "role change": [
     "SET ROLE %victim%",
@@ -60,25 +73,65 @@ const attacks: Readonly<Record<string, ReadonlyArray<string>>> = {
   ]
 }
 
-const paths = ["statement", "transaction", "reserved connection", "stream"] as const
-
-/** Runs `text` on one path; the refusal the guard or the server gave, or undefined when it ran. */
-const attempt = (sql: SqlClient.SqlClient, path: (typeof paths)[number], text: string) => {
-  const run: Effect.Effect<unknown, unknown> =
-    path === "statement"
-      ? sql.unsafe(text)
-      : path === "transaction"
-        ? sql.withTransaction(Effect.andThen(sql`select 1`, sql.unsafe(text)))
-        : path === "reserved connection"
-          ? Effect.scoped(Effect.flatMap(sql.reserve, (conn) => conn.executeUnprepared(text, [], undefined)))
-          : Stream.runDrain(sql.unsafe(text).stream)
-  return PgError.unwrapGuardErrors(run).pipe(
-    Effect.flip,
-    Effect.map((e) => (e as { _tag?: string })._tag ?? "failed"),
-    Effect.catch(() => Effect.succeed(undefined)),
-    Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.succeed("timeout") })
-  )
+// Found by a red-team pass: syntaxes that carried a role change, a session setting, a temporary table, a whole-table
+// write or a look at other sessions past both the analyzer and the engine's session check.
+const beyond: Readonly<Record<string, ReadonlyArray<string>>> = {
+  "role change": [
+    // pg_settings' update rule calls set_config(name, setting, false).
+    "update pg_settings set setting = '%other%' where name = 'role'",
+    // An aggregate whose state function is set_config: `select tp_evil('%other%', false)` changes the role.
+    "create aggregate tp_evil(text, bool) (sfunc = set_config, stype = text, initcond = 'role')",
+    // ts_rewrite runs its second argument as a query (SPI).
+    "select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, set_config(''role'', ''%other%'', false)::tsquery')",
+    // EXPLAIN takes the last of repeated options: this one runs its query.
+    "explain (analyze off, analyze on) select set_config('role', '%other%', false)",
+    // Deeper than the analyzer reads.
+    nestedDo(17, "perform set_config('role', '%other%', false)")
+  ],
+  "whole-table write": [
+    // TRUNCATE empties the victim's table like DELETE without WHERE.
+    "truncate items",
+    "explain (analyze false, analyze true, costs off) delete from items",
+    nestedDo(17, "delete from items")
+  ],
+  "session state": [
+    "update pg_catalog.pg_settings set setting = '1' where name = 'statement_timeout'",
+    // A temporary table shadows the victim's `items` on the session (pg_temp comes first in the search path).
+    "create table pg_temp.items (id int primary key, name text not null)",
+    "select 1 as id, 'shadow'::text as name into temp items",
+    "/* hi */ create temp table items (id int primary key, name text not null)",
+    "do $$ begin create temp table items (id int primary key, name text not null); end $$",
+    "declare tp_held cursor with hold for select 1",
+    "do $$ begin listen tp_channel; end $$"
+  ],
+  "other sessions": [
+    "select query from pg_stat_activity where pid <> pg_backend_pid()",
+    "select pg_stat_get_backend_activity(s) from pg_stat_get_backend_idset() s",
+    "create cast (oid as bool) with function pg_cancel_backend(int)"
+  ],
+  "server-wide": [
+    "alter role %bystander% rename to tp_renamed",
+    "grant connect on database %db% to public",
+    "alter database %db% owner to %bystander%",
+    "comment on role %bystander% is 'pwned'"
+  ]
 }
+
+/** What a victim statement sees of its session: role, settings, the `items` it reads, state others left. */
+const victimView = (sql: SqlClient.SqlClient) =>
+  sql<{
+    user: string
+    session_user: string
+    statement_timeout: string
+    read_only: string
+    items: number
+    temp: boolean
+    cursors: number
+    channels: number
+  }>`select current_user as user, session_user, current_setting('statement_timeout') as statement_timeout,
+      current_setting('default_transaction_read_only') as read_only, (select count(*)::int from items) as items,
+      pg_my_temp_schema() <> 0 as temp, (select count(*)::int from pg_cursors) as cursors,
+      (select count(*)::int from pg_listening_channels()) as channels`.pipe(Effect.map((rows) => rows[0]!))
 
 /** Two projects, the attack suite on every path, and the operator's verdict. */
 const suite = (setup: "role model" | "shared user") =>
@@ -88,6 +141,11 @@ const suite = (setup: "role model" | "shared user") =>
     const sql = yield* SqlClient.SqlClient
     const victim = Fx.projectId("victim")
     const attacker = Fx.projectId("attacker")
+    const admin = yield* Fx.observer(Fx.serverUrl())
+    const bystander = `tp_bystander_${crypto.randomBytes(4).toString("hex")}`
+    yield* Effect.acquireRelease(admin.unsafe(`create role ${bystander} nologin`), () =>
+      Effect.ignore(admin.unsafe(`drop role if exists ${bystander}; drop role if exists tp_renamed`))
+    )
     let victimUrl: string
     let adminUrl: string
     let victimRole: string
@@ -112,22 +170,36 @@ const suite = (setup: "role model" | "shared user") =>
     if (setup === "role model") yield* sql`create table items (id int primary key, name text not null)`.pipe(asAttacker)
     const victimDb = new URL(victimUrl).pathname.slice(1)
     const before = yield* snapshot(adminUrl)
-    const sessionBefore = yield* sessionView(sql).pipe(asVictim)
-    // The victim keeps working during the attack (a reserved session of its own, and statements on the pool).
+    const viewBefore = yield* victimView(sql).pipe(asVictim)
+    // The victim keeps working during the attack (statements on the pool, and a reserved session of its own whose
+    // last statement carries a secret).
     const victimLoad = yield* Effect.forkChild(
       Effect.forever(Effect.andThen(sql`select count(*) from items`, Effect.sleep("5 millis"))).pipe(asVictim)
     )
+    const secret = `tp-secret-${crypto.randomBytes(4).toString("hex")}`
+    const other = setup === "role model" ? victimRole : bystander
 
     const ran: Array<string> = []
-    for (const [kind, texts] of Object.entries(attacks)) {
-      for (const template of texts) {
-        const text = template.replaceAll("%victim%", victimRole).replaceAll("%db%", victimDb)
-        for (const path of paths) {
-          const refusal = yield* attempt(sql, path, text).pipe(asAttacker)
-          if (refusal !== "QueryRejected") ran.push(`${kind} via ${path}: ${text} -> ${refusal ?? "ran"}`)
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const held = yield* sql.reserve
+        yield* held.executeUnprepared(`select '${secret}' as s`, [], undefined)
+        for (const [kind, texts] of [...Object.entries(attacks), ...Object.entries(beyond)]) {
+          for (const template of texts) {
+            const text = template
+              .replaceAll("%victim%", victimRole)
+              .replaceAll("%other%", other)
+              .replaceAll("%bystander%", bystander)
+              .replaceAll("%db%", victimDb)
+            for (const path of paths) {
+              const refusal = yield* attempt(sql, path, text).pipe(asAttacker)
+              if (refusal !== "QueryRejected")
+                ran.push(`${kind} via ${path}: ${text.slice(0, 90)} -> ${refusal ?? "ran"}`)
+            }
+          }
         }
-      }
-    }
+      }).pipe(asVictim)
+    )
     yield* Fiber.interrupt(victimLoad)
     assert.deepStrictEqual(ran, [], "every attack is refused by the protections before it reaches the server")
 
@@ -138,23 +210,23 @@ const suite = (setup: "role model" | "shared user") =>
     assert.deepStrictEqual(after.settings, before.settings, "database and role settings are unchanged")
     assert.deepStrictEqual(after.acl, before.acl, "database privileges are unchanged")
     // Many statements, so that in the shared-user set-up some land on sessions the attacker used.
-    const views = yield* Effect.forEach(Array.from({ length: 40 }), () => sessionView(sql), {
+    const views = yield* Effect.forEach(Array.from({ length: 40 }), () => victimView(sql), {
       concurrency: 8
     }).pipe(asVictim)
-    for (const view of views) assert.deepStrictEqual(view, sessionBefore, "no session state leaked to the victim")
+    for (const view of views) assert.deepStrictEqual(view, viewBefore, "no session state leaked to the victim")
   })
 
 describe("tenant isolation (adversary suite)", () => {
   it.live(
     "role model: every attack on every path is refused; the victim's rows, roles and settings are unchanged",
     () => suite("role model").pipe(Effect.provide(protections), Effect.provide(Fx.layer())),
-    120_000
+    240_000
   )
 
   it.live(
     "shared-user set-up (both projects on one database as the superuser): the same",
     () => suite("shared user").pipe(Effect.provide(protections), Effect.provide(Fx.layer())),
-    120_000
+    240_000
   )
 
   it.live(
@@ -228,40 +300,59 @@ describe("tenant isolation (adversary suite)", () => {
 })
 
 describe("session state on shared connections (issue #14), without the protections", () => {
-  it.live("one project's SET statement_timeout = 1 is refused on a shared target and never reaches the other's", () =>
-    Effect.gen(function* () {
-      const registry = yield* MemoryRegistry
-      const tenancy = yield* Tenancy.Tenancy
-      const sql = yield* SqlClient.SqlClient
-      const url = yield* Fx.freshDatabase("session")
-      const a = Fx.projectId("a")
-      const b = Fx.projectId("b")
-      yield* registry.register({ id: a, tier: "PRO", postgres: url })
-      yield* registry.register({ id: b, tier: "PRO", postgres: url })
-      const asA = tenancy.withProject(a)
-      const asB = tenancy.withProject(b)
-      yield* sql`select 1`.pipe(asB)
-      for (const text of ["set statement_timeout = 1", "SET search_path = pg_temp", "prepare p as select 1"]) {
-        const refused = Fx.asSqlError(yield* sql.unsafe(text).pipe(asA, Effect.flip))
-        assert.strictEqual(refused.reason._tag, "AuthorizationError", text)
-        assert.include(refused.message, "other projects share")
-        const inTx = yield* sql.withTransaction(sql.unsafe(text)).pipe(asA, Effect.flip)
-        assert.include(Fx.asSqlError(inTx).message, "other projects share", `${text} in a transaction`)
-      }
-      // What stays inside a transaction passes.
-      yield* sql.withTransaction(Effect.andThen(sql`set local statement_timeout = 1000`, sql`select 1`)).pipe(asA)
-      const results = yield* Effect.forEach(
-        Array.from({ length: 40 }),
-        () => Effect.result(sql`select pg_sleep(0.01)`),
-        {
-          concurrency: 10
+  it.live(
+    "one project's SET statement_timeout = 1 (or temp table, in any comment or white space) is refused on a shared target and never reaches the other's",
+    () =>
+      Effect.gen(function* () {
+        const registry = yield* MemoryRegistry
+        const tenancy = yield* Tenancy.Tenancy
+        const sql = yield* SqlClient.SqlClient
+        const url = yield* Fx.freshDatabase("session")
+        const a = Fx.projectId("a")
+        const b = Fx.projectId("b")
+        yield* registry.register({ id: a, tier: "PRO", postgres: url })
+        yield* registry.register({ id: b, tier: "PRO", postgres: url })
+        const asA = tenancy.withProject(a)
+        const asB = tenancy.withProject(b)
+        yield* sql`create table items (id int primary key)`.pipe(asB)
+        yield* sql`insert into items select generate_series(1, 5)`.pipe(asB)
+        for (const text of [
+          "set statement_timeout = 1",
+          "SET search_path = pg_temp",
+          "prepare p as select 1",
+          // Comments and white space as PostgreSQL reads them, and a temporary table that would shadow `items`.
+          "/* a /* nested */ comment */ set statement_timeout = 1",
+          "-- a comment that a carriage return ends\rset statement_timeout = 1",
+          "\fset statement_timeout = 1",
+          "create /* a /* nested */ comment */ temp table items (id int)",
+          "create table pg_temp.items (id int)"
+        ]) {
+          const refused = Fx.asSqlError(yield* sql.unsafe(text).pipe(asA, Effect.flip))
+          assert.strictEqual(refused.reason._tag, "AuthorizationError", text)
+          assert.include(refused.message, "other projects share")
+          const inTx = yield* sql.withTransaction(sql.unsafe(text)).pipe(asA, Effect.flip)
+          assert.include(Fx.asSqlError(inTx).message, "other projects share", `${text} in a transaction`)
         }
-      ).pipe(asB)
-      assert.strictEqual(results.filter((r) => r._tag === "Failure").length, 0)
-      const views = yield* Effect.forEach(Array.from({ length: 20 }), () => sessionView(sql), { concurrency: 5 }).pipe(
-        asB
-      )
-      for (const view of views) assert.strictEqual(view[0]!.statement_timeout, "0")
-    }).pipe(Effect.provide(Fx.layer()))
+        // What stays inside a transaction passes.
+        yield* sql.withTransaction(Effect.andThen(sql`set local statement_timeout = 1000`, sql`select 1`)).pipe(asA)
+        const results = yield* Effect.forEach(
+          Array.from({ length: 40 }),
+          () => Effect.result(sql`select pg_sleep(0.01)`),
+          {
+            concurrency: 10
+          }
+        ).pipe(asB)
+        assert.strictEqual(results.filter((r) => r._tag === "Failure").length, 0)
+        const views = yield* Effect.forEach(
+          Array.from({ length: 20 }),
+          () =>
+            sql<{
+              statement_timeout: string
+              items: number
+            }>`select current_setting('statement_timeout') as statement_timeout, (select count(*)::int from items) as items`,
+          { concurrency: 5 }
+        ).pipe(asB)
+        for (const view of views) assert.deepStrictEqual(view[0], { statement_timeout: "0", items: 5 })
+      }).pipe(Effect.provide(Fx.layer()))
   )
 })

@@ -6,10 +6,11 @@
  * - the statements (one is expected: the extended protocol the engine speaks takes one anyway), each with its kind
  *   (`read` / `write` / `ddl` / `transaction` / `utility`, syntactic: `SELECT f()` is a read) and command tag
  *   (`SELECT`, `COPY`, `SET ROLE`, `CREATE TABLE`, `EXPLAIN ANALYZE`, …);
- * - UPDATE and DELETE without WHERE, and MERGE that updates or deletes every matched row, anywhere (WITH,
- *   PREPARE, function and DO bodies; `WHERE true` / `WHEN MATCHED AND true` states the intent explicitly);
+ * - whole-table writes: UPDATE and DELETE without WHERE, TRUNCATE, and MERGE that updates or deletes every matched
+ *   row, anywhere (WITH, PREPARE, function and DO bodies; `WHERE true` / `WHEN MATCHED AND true` states the intent
+ *   explicitly, `DELETE … WHERE true` empties a table);
  * - what it does beyond its command tag, wherever in the tree (`internal/sqlHazards.ts`): role changes in any
- *   syntax, session settings, functions called, dynamic SQL, COPY to or from server files;
+ *   syntax, session settings, functions called, dynamic SQL, COPY to or from server files, other sessions' statements;
  * - the fingerprint (libpg_query's: the parse tree with constants and parameters stripped, hashed), the key of
  *   the cost estimator's cache and a safe way to name a statement in errors and logs;
  * - the text the cost estimator should EXPLAIN (the query of an `EXPLAIN ANALYZE`, which runs it).
@@ -24,7 +25,7 @@
  * | --- | --- | --- | --- | --- | --- |
  * | `parse-error` | ✓ | ✓ | ✓ | ✓ | ✓ |
  * | `multiple-statements` | ✓ | ✓ | ✓ | ✓ | |
- * | `missing-where` | ✓ | ✓ | ✓ | ✓ | |
+ * | `missing-where`: UPDATE/DELETE without WHERE, an unconditioned MERGE, TRUNCATE | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-kind`: DDL | ✓ | | | | |
  * | `statement-command`: ALTER SYSTEM, LOAD, CHECKPOINT, extensions, foreign servers, roles, databases, tablespaces, subscriptions, languages, event triggers | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-command`: SET/RESET ROLE, SET/RESET SESSION AUTHORIZATION, PREPARE, EXECUTE, DEALLOCATE, DISCARD | ✓ | ✓ | ✓ | ✓ | |
@@ -32,6 +33,10 @@
  * | `statement-command`: a `dangerousFunctions` call or reference (dblink, server files, other backends, …) | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-command`: session settings (`SET x` without LOCAL, `set_config(x, y, false)`) | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-command`: dynamic SQL (PL/pgSQL `EXECUTE` of a string), COPY to/from server files or programs | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: renames, owners, GRANT/REVOKE, COMMENT and DROP of server objects (databases, roles, tablespaces, parameters, …) | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: temporary objects, cursors WITH HOLD, writes to `pg_settings`, SET SESSION CHARACTERISTICS, LISTEN/PREPARE in code | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: `set_config` named as an aggregate's/cast's function, `ts_rewrite` with a query, repeated EXPLAIN options, code nested more than 8 deep | ✓ | ✓ | ✓ | ✓ | |
+ * | `statement-command`: other sessions' statements (`pg_stat_activity`, `pg_stat_get_activity()`) | ✓ | ✓ | ✓ | ✓ | |
  * | `statement-command`: LISTEN, UNLISTEN | ✓ | ✓ | ✓ | | |
  * | `statement-command`: VACUUM, CLUSTER, REINDEX | ✓ | ✓ | | | |
  * | `statement-command`: COPY, DO, LOCK, ANALYZE, REFRESH MATERIALIZED VIEW | ✓ | | | | |
@@ -70,8 +75,8 @@ export interface Statement {
   /** The command tag (`SELECT`, `SET ROLE`, `CREATE TABLE`, `EXPLAIN ANALYZE`, …). */
   readonly command: string
   /**
-   * An UPDATE or DELETE without WHERE, or a MERGE that updates or deletes every matched row of an ON clause that
-   * relates nothing, anywhere in the statement (WITH, PREPARE, rules, function and DO bodies).
+   * An UPDATE or DELETE without WHERE, a TRUNCATE, or a MERGE that updates or deletes every matched row of an ON
+   * clause that relates nothing, anywhere in the statement (WITH, PREPARE, rules, function and DO bodies).
    */
   readonly missingWhere: boolean
   /** How the statement changes the session's role or authorization, whatever the syntax (undefined: it does not). */
@@ -84,6 +89,8 @@ export interface Statement {
   readonly dynamicSql: string | undefined
   /** `COPY` to or from a file or program on the server. */
   readonly serverFiles: boolean
+  /** What it reads of other sessions (`pg_stat_activity`'s query text, …), or undefined. */
+  readonly otherSessions: string | undefined
 }
 
 /**
@@ -115,7 +122,7 @@ export interface Analysis {
 export interface SqlPolicy {
   /** Several statements in one text (default: rejected, except for admin). */
   readonly allowMultipleStatements: boolean
-  /** Reject UPDATE and DELETE without WHERE. */
+  /** Reject whole-table writes: UPDATE and DELETE without WHERE, unconditioned MERGE, TRUNCATE. */
   readonly requireWhere: boolean
   /** Statement kinds refused. */
   readonly forbiddenKinds: ReadonlyArray<StatementKind>
@@ -131,6 +138,8 @@ export interface SqlPolicy {
   readonly forbidDynamicSql?: boolean | undefined
   /** Refuse `COPY` to or from server files and programs. */
   readonly forbidServerFiles?: boolean | undefined
+  /** Refuse reading other sessions' statements (`pg_stat_activity`, `pg_stat_get_activity()`, …). */
+  readonly forbidOtherSessions?: boolean | undefined
 }
 
 // Commands that reach beyond the tenant's database (the server, its roles, other databases, files, extensions
@@ -170,7 +179,21 @@ const serverWide = [
   "CREATE P LANG",
   "CREATE EVENT TRIG",
   "ALTER EVENT TRIG",
-  "SECURITY LABEL"
+  "SECURITY LABEL",
+  // Renames, owners, privileges, comments and drops of objects that are the server's, not the database's.
+  ...["ALTER", "GRANT ON", "REVOKE ON", "COMMENT ON", "DROP"].flatMap((verb) =>
+    [
+      "DATABASE",
+      "ROLE",
+      "TABLESPACE",
+      "PARAMETER ACL",
+      "FOREIGN SERVER",
+      "FDW",
+      "LANGUAGE",
+      "SUBSCRIPTION",
+      "EVENT TRIGGER"
+    ].map((object) => `${verb} ${object}`)
+  )
 ]
 // Role changes and session state a pooled session would carry to the next statement (possibly another project's).
 const everyTenant = [
@@ -239,7 +262,9 @@ export const dangerousFunctions: ReadonlyArray<string> = [
   "pg_try_advisory_lock_shared",
   "pg_advisory_unlock",
   "pg_advisory_unlock_shared",
-  "pg_advisory_unlock_all"
+  "pg_advisory_unlock_all",
+  "pg_stat_get_activity",
+  "pg_stat_get_backend_activity"
 ]
 
 const tenantRules = {
@@ -247,7 +272,8 @@ const tenantRules = {
   forbidSessionSettings: true,
   forbiddenFunctions: dangerousFunctions,
   forbidDynamicSql: true,
-  forbidServerFiles: true
+  forbidServerFiles: true,
+  forbidOtherSessions: true
 } as const
 const rewrites = ["VACUUM", "CLUSTER", "REINDEX"]
 
@@ -321,6 +347,7 @@ interface Compiled {
   readonly functionPrefixes: ReadonlyArray<string>
   readonly dynamicSql: boolean
   readonly serverFiles: boolean
+  readonly otherSessions: boolean
 }
 
 const compile = (policy: SqlPolicy): Compiled => {
@@ -335,7 +362,8 @@ const compile = (policy: SqlPolicy): Compiled => {
     functions: new Set(functions.filter((f) => !f.endsWith("*"))),
     functionPrefixes: functions.filter((f) => f.endsWith("*")).map((f) => f.slice(0, -1)),
     dynamicSql: policy.forbidDynamicSql === true,
-    serverFiles: policy.forbidServerFiles === true
+    serverFiles: policy.forbidServerFiles === true,
+    otherSessions: policy.forbidOtherSessions === true
   }
 }
 
@@ -355,6 +383,7 @@ const hazardOf = (policy: Compiled, s: Statement): string | undefined => {
   if (fn !== undefined) return `the function ${fn}()`
   if (policy.serverFiles && s.serverFiles) return "COPY to or from a file or program on the server"
   if (policy.dynamicSql && s.dynamicSql !== undefined) return `code the analyzer cannot see into (${s.dynamicSql})`
+  if (policy.otherSessions && s.otherSessions !== undefined) return `reading other sessions (${s.otherSessions})`
   if (policy.sessionSettings && s.sessionSetting !== undefined) {
     return `a setting that outlives the statement on a shared connection (${s.sessionSetting}; use SET LOCAL or set_config(…, true) in a transaction)`
   }
@@ -381,7 +410,7 @@ const evaluateCompiled = (policy: Compiled, analysis: Analysis): Finding.Finding
     if (s.missingWhere && policy.requireWhere) {
       return Finding.reject(
         "missing-where",
-        `${s.command} without WHERE would touch every row (add WHERE true if that is intended)`,
+        `${s.command} would touch every row (UPDATE or DELETE without WHERE, or TRUNCATE; add WHERE true if that is intended)`,
         fp
       )
     }
@@ -451,7 +480,8 @@ export const analyzeUncached = (sql: string): Analysis => {
       sessionSetting: i.hazards.sessionSetting,
       functions: [...i.hazards.functions],
       dynamicSql: i.hazards.dynamicSql,
-      serverFiles: i.hazards.serverFiles
+      serverFiles: i.hazards.serverFiles,
+      otherSessions: i.hazards.otherSessions
     })),
     kind: first.kind,
     command: first.command,

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import type { TierName } from "@tenantpool/core/Tier"
+import { type TierName, tierNames } from "@tenantpool/core/Tier"
 import { splitScript } from "../../pg/src/internal/sqlSplit.ts"
 import * as SqlAnalyzer from "../src/SqlAnalyzer.ts"
 import { project } from "./fixtures/Projects.ts"
@@ -117,7 +117,7 @@ describe("SqlAnalyzer", () => {
     })
   )
 
-  it.effect("rejects UPDATE and DELETE without WHERE, also inside WITH, and accepts them with one", () =>
+  it.effect("rejects UPDATE and DELETE without WHERE (also inside WITH) and TRUNCATE, and accepts them with one", () =>
     Effect.gen(function* () {
       assert.strictEqual(yield* ruleFor("PRO", "UPDATE users SET active = false"), "missing-where")
       assert.strictEqual(yield* ruleFor("PRO", "DELETE FROM users"), "missing-where")
@@ -131,6 +131,16 @@ describe("SqlAnalyzer", () => {
       assert.isUndefined(yield* ruleFor("PRO", "DELETE FROM users WHERE true"), "WHERE true states the intent")
       assert.isUndefined(yield* ruleFor("PRO", "UPDATE t SET a = 1 WHERE CURRENT OF c"))
       assert.isUndefined(yield* ruleFor("PRO", "EXPLAIN DELETE FROM users"), "plain EXPLAIN runs nothing")
+      for (const tier of tierNames) {
+        assert.strictEqual(
+          yield* ruleFor(tier, "TRUNCATE users"),
+          "missing-where",
+          `${tier}: TRUNCATE empties the table`
+        )
+      }
+      const a = yield* analyzer
+      assert.isTrue(a.analyze("TRUNCATE users").statements[0]!.missingWhere)
+      assert.isUndefined(SqlAnalyzer.evaluate(SqlAnalyzer.adminPolicy, a.analyze("TRUNCATE users")), "admin may")
     })
   )
 

@@ -6,19 +6,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { tierNames, type TierName } from "@tenantpool/core/Tier"
-import * as SqlAnalyzer from "../src/SqlAnalyzer.ts"
-import { project } from "./fixtures/Projects.ts"
-
-const analyzer = SqlAnalyzer.make()
-
-const verdict = (tier: TierName | "admin", sql: string) =>
-  Effect.map(analyzer, (a) => {
-    const analysis = a.analyze(sql)
-    return tier === "admin"
-      ? SqlAnalyzer.evaluate(SqlAnalyzer.adminPolicy, analysis)
-      : a.inspect(project(`p-${tier.toLowerCase()}`, tier), analysis)
-  })
+import { tierNames } from "@tenantpool/core/Tier"
+import { itRefusesEach, verdict } from "./fixtures/Verdicts.ts"
 
 /** Attack class → statements that carry it. */
 const attacks: Readonly<Record<string, ReadonlyArray<string>>> = {
@@ -132,20 +121,7 @@ const ddlOrdinary = [
 ]
 
 describe("SqlAnalyzer against an attacker", () => {
-  for (const [kind, statements] of Object.entries(attacks)) {
-    it.effect(`every tenant tier refuses ${kind}; the admin policy does not`, () =>
-      Effect.gen(function* () {
-        for (const sql of statements) {
-          for (const tier of tierNames) {
-            const found = yield* verdict(tier, sql)
-            assert.strictEqual(found?.action, "reject", `${tier}: ${sql}`)
-          }
-          const admin = yield* verdict("admin", sql)
-          assert.isUndefined(admin, `admin: ${sql}`)
-        }
-      })
-    )
-  }
+  itRefusesEach(attacks)
 
   it.effect("the ordinary forms pass", () =>
     Effect.gen(function* () {

@@ -46,23 +46,40 @@ export const makeOps = <B>(idempotentReads: boolean): Ops<B> => {
   }
 }
 
+// Comments as PostgreSQL reads them: `--` ends at a newline or a carriage return, and block comments nest
+// (`/* a /* b */ c */` is one comment). Each returns the index after the comment that starts at `i`.
+const endOfLineComment = (sql: string, i: number): number => {
+  const n = sql.length
+  while (i < n && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++
+  return i
+}
+
+const endOfBlockComment = (sql: string, i: number): number => {
+  const n = sql.length
+  let depth = 0
+  do {
+    if (sql.startsWith("/*", i)) {
+      depth++
+      i += 2
+    } else if (sql.startsWith("*/", i)) {
+      depth--
+      i += 2
+    } else i++
+  } while (depth > 0 && i < n)
+  return i
+}
+
 /** The first keyword of a statement, lower-cased (after white space, comments and opening parentheses). */
 export const keywordAt = (sql: string): string => {
   const n = sql.length
   let i = 0
   while (i < n) {
     const c = sql.charCodeAt(i)
-    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
-      i++
-    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
-      const end = sql.indexOf("\n", i)
-      i = end < 0 ? n : end + 1
-    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
-      const end = sql.indexOf("*/", i + 2)
-      i = end < 0 ? n : end + 2
-    } else {
-      break
-    }
+    // PostgreSQL's white space: space, tab, newline, carriage return, form feed, vertical tab.
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 12 || c === 11 || c === 40) i++
+    else if (c === 45 && sql.charCodeAt(i + 1) === 45) i = endOfLineComment(sql, i)
+    else if (c === 47 && sql.charCodeAt(i + 1) === 42) i = endOfBlockComment(sql, i)
+    else break
   }
   let j = i
   while (j < n && j - i < 10) {
@@ -124,6 +141,25 @@ const sessionKeywords: ReadonlySet<string> = new Set(["set", "prepare", "dealloc
 const transactionScoped = /^[\s(]*set\s+(local|transaction|constraints)\b/i
 // CREATE [GLOBAL | LOCAL] TEMP[ORARY] | CREATE [OR REPLACE] TEMP VIEW | CREATE [UNLOGGED]… is not temporary.
 const temporary = /^[\s(]*create\s+(or\s+replace\s+)?((global|local)\s+)?(temp|temporary)\s/i
+const inTempSchema = /pg_temp/i
+/** Comments (nested `/* … *\/` as PostgreSQL reads them, and `--` lines) as white space. */
+const withoutComments = (sql: string): string => {
+  let out = ""
+  let i = 0
+  while (i < sql.length) {
+    const next = sql.startsWith("/*", i)
+      ? endOfBlockComment(sql, i)
+      : sql.startsWith("--", i)
+        ? endOfLineComment(sql, i)
+        : -1
+    if (next < 0) out += sql[i++]
+    else {
+      out += " "
+      i = next
+    }
+  }
+  return out
+}
 
 /**
  * Whether a statement leaves state on its session by its first keyword (`SET` without `LOCAL`, `PREPARE`,
@@ -134,6 +170,7 @@ const temporary = /^[\s(]*create\s+(or\s+replace\s+)?((global|local)\s+)?(temp|t
  */
 export const leavesSessionState = (sql: string): boolean => {
   const keyword = keywordAt(sql)
-  if (keyword === "create") return temporary.test(sql)
+  // Comments may sit anywhere between CREATE and TEMP; a table in the `pg_temp` schema is temporary too.
+  if (keyword === "create") return temporary.test(withoutComments(sql)) || inTempSchema.test(sql)
   return sessionKeywords.has(keyword) && !(keyword === "set" && transactionScoped.test(sql))
 }

@@ -115,6 +115,41 @@ const fixedCommands: Readonly<Record<string, readonly [StatementKind, string]>> 
 const objectName = (objtype: unknown): string =>
   typeof objtype === "string" ? objtype.replace(/^OBJECT_/, "").replace(/_/g, " ") : "OBJECT"
 
+// Server objects: their renames, owners, privileges, comments and drops are the operator's.
+const serverObjects: ReadonlySet<string> = new Set([
+  "OBJECT_DATABASE",
+  "OBJECT_ROLE",
+  "OBJECT_TABLESPACE",
+  "OBJECT_PARAMETER_ACL",
+  "OBJECT_FOREIGN_SERVER",
+  "OBJECT_FDW",
+  "OBJECT_LANGUAGE",
+  "OBJECT_SUBSCRIPTION",
+  "OBJECT_EVENT_TRIGGER"
+])
+
+/** A command for statements on the server's objects (`ALTER DATABASE … RENAME`, `GRANT … ON DATABASE`, …). */
+const serverObjectCommand = (type: string, body: Node): string | undefined => {
+  const objtype = {
+    RenameStmt: body.renameType,
+    AlterOwnerStmt: body.objectType,
+    GrantStmt: body.objtype,
+    CommentStmt: body.objtype,
+    DropStmt: body.removeType
+  }[type]
+  if (typeof objtype !== "string" || !serverObjects.has(objtype)) return undefined
+  const object = objectName(objtype)
+  switch (type) {
+    case "GrantStmt":
+      return `${body.is_grant === true ? "GRANT" : "REVOKE"} ON ${object}`
+    case "CommentStmt":
+      return `COMMENT ON ${object}`
+    case "DropStmt":
+      return `DROP ${object}`
+  }
+  return `ALTER ${object}`
+}
+
 // "AlterTableStmt" -> "ALTER TABLE", "CreateFunctionStmt" -> "CREATE FUNCTION".
 const tagOf = (type: string): string =>
   type
@@ -186,6 +221,8 @@ export const classify = (node: Node): StatementInfo => {
     explainable,
     explainAnalyze: false
   })
+  const onServer = serverObjectCommand(type, body)
+  if (onServer !== undefined) return info("ddl", onServer)
   switch (type) {
     case "SelectStmt":
       if (body.intoClause !== undefined) return info("ddl", "SELECT INTO", true)
@@ -209,8 +246,12 @@ export const classify = (node: Node): StatementInfo => {
       return info("utility", body.ismove === true ? "MOVE" : "FETCH")
     case "ExplainStmt": {
       const inner = classify(body.query as Node)
-      // A plain EXPLAIN runs nothing: what its query would do does not count.
-      if (!explainsAnalyze(body)) return { ...info("utility", "EXPLAIN"), missingWhere: false, hazards: noHazards() }
+      // A plain EXPLAIN runs nothing: what its query would do does not count, only its own options.
+      if (!explainsAnalyze(body)) {
+        const own = noHazards()
+        walk({ ExplainStmt: { options: body.options } }, own)
+        return { ...info("utility", "EXPLAIN"), missingWhere: false, hazards: own }
+      }
       return {
         kind: inner.kind,
         command: "EXPLAIN ANALYZE",

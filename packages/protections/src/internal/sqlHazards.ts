@@ -8,14 +8,22 @@
  * - role and authorization changes: `SET [LOCAL] ROLE`, `SET SESSION AUTHORIZATION`, their `RESET`s, and
  *   `set_config('role' | 'session_authorization', …)` — or `set_config` with a name the parser cannot see (a
  *   parameter, an expression), which may be either;
- * - session settings: `SET` without `LOCAL`, `set_config(…, false)` (or a non-constant `is_local`): they stay on
- *   the pooled session after the statement;
+ * - session settings: `SET` without `LOCAL`, `set_config(…, false)` (or a non-constant `is_local`), writes to
+ *   `pg_settings`, temporary objects (`TEMP`, or named in a `pg_temp` schema), cursors `WITH HOLD`, `SET SESSION
+ *   CHARACTERISTICS`, and LISTEN/PREPARE/DEALLOCATE/DISCARD inside code: they stay on the pooled session after the
+ *   statement (writes to `pg_settings` and `set_config` named as a function count as role changes too);
  * - functions called or referenced (in expressions, and as the function of an operator, trigger, cast, aggregate);
- * - dynamic SQL the analyzer cannot see into: PL/pgSQL `EXECUTE`, `FOR … IN EXECUTE`, `OPEN … FOR EXECUTE`, and
- *   bodies in other languages;
+ * - dynamic SQL the analyzer cannot see into: PL/pgSQL `EXECUTE`, `FOR … IN EXECUTE`, `OPEN … FOR EXECUTE`, bodies
+ *   in other languages, `ts_rewrite` with a query, EXPLAIN with a repeated option (PostgreSQL takes the last, the
+ *   classifier the first), and code nested more than 8 deep (DO in DO, function bodies), which is not read;
  * - `COPY` to or from a server file or program;
- * - UPDATE and DELETE without WHERE, and MERGE whose matched rows are updated or deleted with no condition of their
- *   own and an ON clause that does not relate the source to the target (a constant, or only the target's columns).
+ * - relations that show other sessions' statements (`pg_stat_activity`, `pg_stat_statements`);
+ * - whole-table writes: UPDATE and DELETE without WHERE, TRUNCATE, and MERGE whose matched rows are updated or
+ *   deleted with no condition of their own and an ON clause that does not relate the source to the target (a
+ *   constant, or only the target's columns).
+ *
+ * Nodes in typed fields are not wrapped in their type (`CreateCastStmt.func` is an ObjectWithArgs body, `relation`
+ * a RangeVar body): the walk recognises RangeVars and ObjectWithArgs by shape.
  *
  * @internal
  */
@@ -35,8 +43,10 @@ export interface Hazards {
   dynamicSql: string | undefined
   /** COPY to or from a server file or program. */
   serverFiles: boolean
-  /** UPDATE or DELETE without WHERE, or an unconditioned MERGE, anywhere. */
+  /** UPDATE or DELETE without WHERE, TRUNCATE, or an unconditioned MERGE, anywhere. */
   missingWhere: boolean
+  /** A relation that shows other sessions' statements (`pg_stat_activity`, …), or undefined. */
+  otherSessions: string | undefined
 }
 
 /** @internal */
@@ -46,7 +56,8 @@ export const noHazards = (): Hazards => ({
   functions: new Set(),
   dynamicSql: undefined,
   serverFiles: false,
-  missingWhere: false
+  missingWhere: false,
+  otherSessions: undefined
 })
 
 const roleSettings: ReadonlySet<string> = new Set(["role", "session_authorization"])
@@ -75,8 +86,17 @@ const functionOptions: ReadonlySet<string> = new Set([
   "join",
   "handler",
   "validator",
-  "inline"
+  "inline",
+  "canonical",
+  "subtype_diff"
 ])
+
+// Code nested deeper than this (DO in DO, function bodies that create functions) is refused, not read.
+const maxCodeDepth = 8
+// Relations that show other sessions' statements.
+const otherSessionRelations: ReadonlySet<string> = new Set(["pg_stat_activity", "pg_stat_statements"])
+const cursorWithHold = 0x0020
+const temporary = "a temporary object that lives as long as the session"
 
 const lastName = (names: unknown): string | undefined => {
   if (!Array.isArray(names) || names.length === 0) return undefined
@@ -204,6 +224,10 @@ const walkPlpgsql = (node: unknown, h: Hazards, depth: number): void => {
 }
 
 const walkCode = (language: string | undefined, body: string, h: Hazards, depth: number, asDo: boolean): void => {
+  if (depth >= maxCodeDepth) {
+    h.dynamicSql ??= `code nested more than ${maxCodeDepth} deep`
+    return
+  }
   if (language === "sql") return walkText(body, h, depth)
   if (language === undefined || language === "plpgsql") {
     let tag = "$tp$"
@@ -227,16 +251,40 @@ const walkCode = (language: string | undefined, body: string, h: Hazards, depth:
  * @internal
  */
 export const walk = (node: unknown, h: Hazards, depth = 0): void => {
-  if (node === null || typeof node !== "object" || depth > 16) return
+  if (node === null || typeof node !== "object") return
   if (Array.isArray(node)) {
+    // A name qualified by a temporary schema (`pg_temp.items`, `pg_temp_3.f`) outside a column reference.
+    const schema = node.length > 1 ? (node[0] as Node | null)?.String?.sval : undefined
+    if (typeof schema === "string" && schema.toLowerCase().startsWith("pg_temp")) h.sessionSetting ??= temporary
     for (const n of node) walk(n, h, depth)
     return
   }
   for (const key in node as Node) {
     const body = (node as Node)[key]
-    if (body !== null && typeof body === "object" && !Array.isArray(body)) visit(key, body as Node, h, depth)
+    // A column reference (`pg_temp.id` is an alias's column) names no object.
+    if (key === "ColumnRef") continue
+    if (body !== null && typeof body === "object" && !Array.isArray(body)) visit(shapeOf(key, body), body, h, depth)
     walk(body, h, depth)
   }
+}
+
+/** The node type of a body, recognising the bare RangeVars and ObjectWithArgs of typed fields by their shape. */
+const shapeOf = (key: string, body: Node): string =>
+  typeof body.relname === "string" ? "RangeVar" : Array.isArray(body.objname) ? "ObjectWithArgs" : key
+
+/** A function named, called or not: `set_config` and `ts_rewrite` named as a function are what they can do. */
+const named = (name: string | undefined, h: Hazards): void => {
+  if (name === undefined) return
+  h.functions.add(name)
+  if (name === "set_config") h.roleChange ??= "set_config named as an aggregate's, cast's or operator's function"
+  if (name === "ts_rewrite") h.dynamicSql ??= "ts_rewrite named as a function"
+}
+
+/** A write to `pg_settings` is `set_config(name, setting, false)`, for any setting, role included. */
+const writes = (body: Node, h: Hazards): void => {
+  if (String(body.relation?.relname).toLowerCase() !== "pg_settings") return
+  h.sessionSetting ??= "writing pg_settings (set_config for the session)"
+  h.roleChange ??= "writing pg_settings"
 }
 
 const visit = (type: string, body: Node, h: Hazards, depth: number): void => {
@@ -244,13 +292,40 @@ const visit = (type: string, body: Node, h: Hazards, depth: number): void => {
     case "UpdateStmt":
     case "DeleteStmt":
       if (body.whereClause === undefined) h.missingWhere = true
-      return
+      return writes(body, h)
     case "MergeStmt":
       if (unconditionedMerge(body)) h.missingWhere = true
+      return writes(body, h)
+    case "InsertStmt":
+      return writes(body, h)
+    case "TruncateStmt":
+      h.missingWhere = true
+      return
+    case "RangeVar": {
+      const relname = String(body.relname).toLowerCase()
+      const schema = String(body.schemaname ?? "").toLowerCase()
+      if (body.relpersistence === "t" || schema.startsWith("pg_temp")) h.sessionSetting ??= temporary
+      if (otherSessionRelations.has(relname)) h.otherSessions ??= relname
+      return
+    }
+    case "ExplainStmt": {
+      const names = ((body.options as Array<Node> | undefined) ?? []).map((o) => String(o.DefElem?.defname))
+      if (new Set(names).size !== names.length) h.dynamicSql ??= "EXPLAIN with a repeated option"
+      return
+    }
+    case "DeclareCursorStmt":
+      if ((Number(body.options) & cursorWithHold) !== 0) h.sessionSetting ??= "a cursor WITH HOLD"
+      return
+    case "ListenStmt":
+    case "PrepareStmt":
+    case "DeallocateStmt":
+    case "DiscardStmt":
+      if (depth > 0) h.sessionSetting ??= `${type.replace(/Stmt$/, "").toUpperCase()} inside code`
       return
     case "VariableSetStmt": {
       const name = String(body.name ?? "").toLowerCase()
-      if (roleSettings.has(name)) h.roleChange ??= `${body.kind === "VAR_RESET" ? "RESET" : "SET"} ${name}`
+      if (body.name === "SESSION CHARACTERISTICS") h.sessionSetting ??= "SET SESSION CHARACTERISTICS"
+      else if (roleSettings.has(name)) h.roleChange ??= `${body.kind === "VAR_RESET" ? "RESET" : "SET"} ${name}`
       else if (body.is_local !== true && (body.kind === "VAR_SET_VALUE" || body.kind === "VAR_SET_CURRENT")) {
         h.sessionSetting ??= `SET ${name} for the session`
       }
@@ -261,23 +336,20 @@ const visit = (type: string, body: Node, h: Hazards, depth: number): void => {
       if (name === undefined) return
       h.functions.add(name)
       if (name === "set_config") setConfig(body, h)
+      // ts_rewrite(query, select text) runs its second argument as a query.
+      if (name === "ts_rewrite" && ((body.args as Array<unknown> | undefined) ?? []).length !== 3) {
+        h.dynamicSql ??= "ts_rewrite with a query"
+      }
       return
     }
     case "CreateTrigStmt":
-    case "CreateEventTrigStmt": {
-      const name = lastName(body.funcname)
-      if (name !== undefined) h.functions.add(name)
-      return
-    }
-    case "ObjectWithArgs": {
-      const name = lastName(body.objname)
-      if (name !== undefined) h.functions.add(name)
-      return
-    }
+    case "CreateEventTrigStmt":
+      return named(lastName(body.funcname), h)
+    case "ObjectWithArgs":
+      return named(lastName(body.objname), h)
     case "DefElem":
       if (functionOptions.has(String(body.defname))) {
-        const name = lastName(body.arg?.TypeName?.names ?? body.arg?.List?.items)
-        if (name !== undefined) h.functions.add(name)
+        named(lastName(body.arg?.TypeName?.names ?? body.arg?.List?.items), h)
       }
       return
     case "CopyStmt":
