@@ -5,6 +5,8 @@
  * `watch`. The operator's raw client decides: the victim's keys, every other database, the configuration, the other
  * clients' connections, functions and ACL users are as they were (snapshot before and after), no message reached a
  * channel outside the attacker's prefix, and the victim's own reads on the shared connection still get its values.
+ * Also the cases a later red-team pass found: arguments that change between the check and the send (a getter, a
+ * Proxy, an Array subclass whose `map` lies, an endless iterator), and key-locating corner cases.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -357,6 +359,205 @@ describe("RedisEngine against a hostile project on the same server and user", ()
         "a body that is no Effect"
       )
       yield* untouched(a)
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+})
+
+// ---- found by a red-team pass: arguments that change between the check and the send ----
+
+/** The victim's data as the operator sees it. */
+const victimIntact = (a: Arena) =>
+  Effect.gen(function* () {
+    assert.strictEqual(yield* Fx.call(() => a.operator.get(`${a.victim}:secret`)), "victim's secret")
+    assert.deepStrictEqual(yield* Fx.call(() => a.operator.lrange(`${a.victim}:queue`, 0, -1)), ["job-1", "job-2"])
+  })
+
+/** An array that reads `first` on its first read of index `i`, `later` afterwards. */
+const flipping = (base: ReadonlyArray<string | number>, i: number, first: string, later: string) => {
+  const arr = [...base]
+  let reads = 0
+  Object.defineProperty(arr, i, { enumerable: true, get: () => (reads++ === 0 ? first : later) })
+  return arr
+}
+
+/** An array whose every read of index `i` after `n` reads returns `later`. */
+const flippingAfter = (base: ReadonlyArray<string | number>, i: number, n: number, later: string) => {
+  const arr = [...base]
+  const first = arr[i]!
+  let reads = 0
+  Object.defineProperty(arr, i, { enumerable: true, get: () => (reads++ < n ? first : later) })
+  return arr
+}
+
+/** An array of strings whose own `map` returns `lie` (an Array subclass; `Array.isArray` is true). */
+const lyingMap = (honest: ReadonlyArray<string>, lie: ReadonlyArray<string>): Array<string> => {
+  class Lying extends Array<string> {
+    override map<U>(): Array<U> {
+      return [...lie] as Array<U>
+    }
+  }
+  const out = new Lying()
+  for (const s of honest) Array.prototype.push.call(out, s)
+  return out
+}
+
+/** Ends as a typed RedisError (or success); never a defect. */
+const noDefect = <A, E, R>(self: Effect.Effect<A, E, R>, what: string) =>
+  Effect.gen(function* () {
+    const exit = yield* Effect.exit(self)
+    if (Exit.isFailure(exit)) {
+      const e = Exit.findErrorOption(exit)
+      assert.isTrue(e._tag === "Some" && e.value instanceof RedisError, `${what}: a typed RedisError, not a defect`)
+    }
+    return exit
+  })
+
+describe("RedTeam: arguments that change after the check", () => {
+  it.live("command: a SORT keyword that reads ASC at check time and STORE at send time", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      yield* a.redis.rpush("list", "3", "1").pipe(a.asAttacker)
+      // Read once by commandArgs, once by check's argument scan, once by the SORT rule: flip after those.
+      for (const n of [1, 2, 3, 4]) {
+        const args = flippingAfter(["list", "ASC", `${a.victim}:secret`], 1, n, "STORE")
+        yield* noDefect(a.redis.command("SORT", args, { keys: [2] }).pipe(a.asAttacker), `SORT flip ${n}`)
+        const args2 = flippingAfter(["list", "ASC", "ASC", `${a.victim}:*`], 2, n, "GET")
+        yield* noDefect(a.redis.command("SORT", args2).pipe(a.asAttacker), `SORT GET flip ${n}`)
+      }
+      const queued = flipping(["list", "ASC", `${a.victim}:secret`], 1, "ASC", "STORE")
+      yield* noDefect(a.redis.multi([{ command: "SORT", args: queued, keys: [2] }]).pipe(a.asAttacker), "multi")
+      yield* victimIntact(a)
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
+  it.live("command: a Proxy of arguments that answers differently each time", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      let n = 0
+      const proxy = new Proxy(["k", "v"], {
+        get: (t, p, r) =>
+          p === "map"
+            ? () => [`${a.victim}:secret`, "pwned"]
+            : p === "0" && n++ > 2
+              ? `${a.victim}:secret`
+              : Reflect.get(t, p, r)
+      })
+      yield* noDefect(a.redis.command("SET", proxy).pipe(a.asAttacker), "SET proxy")
+      yield* noDefect(a.redis.multi([{ command: "SET", args: proxy }]).pipe(a.asAttacker), "multi SET proxy")
+      yield* noDefect(
+        a.redis.watch(["x"], () => Effect.succeed([{ command: "SET", args: proxy }])).pipe(a.asAttacker),
+        "watch SET proxy"
+      )
+      const endless = new Proxy([], {
+        get: (t, p, r) =>
+          p === Symbol.iterator
+            ? function* () {
+                for (;;) yield { command: "PING", args: [] }
+              }
+            : Reflect.get(t, p, r)
+      })
+      yield* noDefect(a.redis.multi(endless).pipe(a.asAttacker), "multi of an endless iterator")
+      // The same for every other array argument the engine sends: read by index, never through the iterator.
+      const endlessStrings = new Proxy(["f"], {
+        get: (t, p, r) =>
+          p === Symbol.iterator
+            ? function* () {
+                for (;;) yield "f"
+              }
+            : Reflect.get(t, p, r)
+      })
+      const fields = yield* noDefect(a.redis.hmget("h", endlessStrings).pipe(a.asAttacker), "hmget endless fields")
+      assert.isTrue(Exit.isSuccess(fields), "hmget sends the one field the array holds")
+      yield* noDefect(
+        a.redis.evalScript(a.redis.script("return #ARGV"), [], endlessStrings).pipe(a.asAttacker),
+        "evalScript endless args"
+      )
+      yield* victimIntact(a)
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
+  it.live("typed mget with an array whose map lies reads only the attacker's keys", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      const exit = yield* noDefect(
+        a.redis.mget(lyingMap(["secret"], [`${a.victim}:secret`])).pipe(a.asAttacker),
+        "mget"
+      )
+      if (Exit.isSuccess(exit)) assert.deepStrictEqual(exit.value, [null], "mget read the victim's secret")
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
+  it.live("typed blpop with an array whose map lies pops only the attacker's lists", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      yield* noDefect(
+        a.redis.blpop(lyingMap(["queue"], [`${a.victim}:queue`]), "50 millis").pipe(a.asAttacker),
+        "blpop"
+      )
+      yield* victimIntact(a)
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
+  it.live("watch with keys whose map lies does not watch the victim's keys", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      const exit = yield* Effect.exit(
+        a.redis
+          .watch(lyingMap(["secret"], [`${a.victim}:secret`]), () =>
+            Effect.andThen(
+              a.redis.set("secret", "changed by the victim").pipe(a.asVictim, Effect.orDie),
+              Effect.succeed([{ command: "SET", args: ["probe", "1"] }])
+            )
+          )
+          .pipe(a.asAttacker)
+      )
+      const e = Exit.isFailure(exit) ? Exit.findErrorOption(exit) : undefined
+      assert.isFalse(
+        e !== undefined && e._tag === "Some" && (e.value as RedisError).kind === "conflict",
+        "the attacker observed the victim's write through WATCH"
+      )
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+})
+
+describe("RedTeam: key-locating corner cases", () => {
+  it.live("keywords as values, odd numbers and names never reach the victim nor die", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      const v = `${a.victim}:secret`
+      yield* a.redis.command("GEOADD", ["geo", 0, 0, "STORE"]).pipe(a.asAttacker)
+      const cases: ReadonlyArray<readonly [string, ReadonlyArray<string | number>, { keys?: Array<number> }?]> = [
+        ["GEORADIUSBYMEMBER", ["geo", "STORE", 100, "km", "STORE", v]],
+        ["GEORADIUS", ["geo", 0, 0, 100, "km", "COUNT", "STORE", v]],
+        ["GEORADIUS", ["geo", 0, 0, 100, "km", "STORE", v], { keys: [5] }],
+        ["XREADGROUP", ["GROUP", "block", "c", "STREAMS", v, ">"]],
+        ["XREADGROUP", ["GROUP", "g", "c", "COUNT", "STREAMS", "STREAMS", v, ">"]],
+        ["OBJECT", ["ENCODING", v], { keys: [0] }],
+        ["LMPOP", [1e21, v, "LEFT"]],
+        ["LMPOP", ["01", v, "LEFT"]],
+        ["LMPOP", [1.5, v, "LEFT"]],
+        ["ZMPOP", [-0, v, "MIN"]],
+        ["SINTERCARD", [1, v, "LIMIT", 0]],
+        ["EXISTS", [v, "\r\nFLUSHALL\r\n"]],
+        ["SET", [`${v}\r\n`, "x"]],
+        ["get\u0000", [v]],
+        ["G\u0130T", [v]],
+        ["XINFO", ["STREAM", v, "FULL"]],
+        ["MEMORY", ["usage", v, "SAMPLES", 0]],
+        ["XGROUP", ["HELP"]],
+        ["BITFIELD", [v, "SET", "u8", 0, 1]],
+        ["SORT", ["list", "LIMIT", "STORE", 1, "STORE", v]],
+        ["SORT", ["list", "by", "NoSort", "STORE", v]],
+        ["GETEX", [v, "PERSIST"]],
+        ["COPY", ["list", v, "db", 0]],
+        ["RENAME", ["list", v]]
+      ]
+      for (const [name, args, opts] of cases)
+        yield* noDefect(a.redis.command(name, args, opts).pipe(a.asAttacker), `${name} ${args.join(" ")}`)
+      assert.strictEqual(yield* Fx.call(() => a.operator.get(v)), "victim's secret")
+      assert.deepStrictEqual(yield* Fx.call(() => a.operator.lrange(`${a.victim}:queue`, 0, -1)), ["job-1", "job-2"])
+      const dbs = yield* Fx.call(() => a.operator.call("CONFIG", "GET", "databases"))
+      assert.isDefined(dbs)
     }).pipe(Effect.provide(Fx.layer()))
   )
 })

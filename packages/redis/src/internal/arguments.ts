@@ -92,6 +92,25 @@ const entriesUnguarded = (command: string, field: string, u: unknown): RedisErro
   return undefined
 }
 
+/**
+ * A plain copy of an array, read once by index (not through its own methods or iterator), or the caller's error;
+ * `undefined` for a value that is not an array (left to the checks to name: it may be a Proxy that throws).
+ */
+export const copy = (command: string, field: string, u: unknown): Array<unknown> | RedisError | undefined => {
+  try {
+    if (!Array.isArray(u)) return undefined
+    const length: unknown = u.length
+    if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0 || length > 0xffffffff) {
+      return invalidArgument(command, `${field}: expected an array`)
+    }
+    const out: Array<unknown> = []
+    for (let i = 0; i < length; i++) out.push((u as Array<unknown>)[i])
+    return out
+  } catch {
+    return invalidArgument(command, `${field}: could not be read (a getter or proxy threw)`)
+  }
+}
+
 /** Raw command arguments: strings, or finite numbers (sent as their decimal text). */
 export const commandArgs = (command: string, field: string, u: unknown): RedisError | undefined =>
   guarded(command, field, () => commandArgsUnguarded(command, field, u))

@@ -163,10 +163,15 @@ export const hashes = (handle: Handle) => ({
     A.checked(A.string("hget", "key", k) ?? A.string("hget", "field", field), () =>
       run(handle, OP.hget, (b, s) => send(b, s, (c) => c.hget(key(b, k), field)), errFor("hget"))
     ),
-  hmget: (k: string, fields: ReadonlyArray<string>) =>
-    A.checked(A.string("hmget", "key", k) ?? A.strings("hmget", "fields", fields), () =>
-      run(handle, OP.hmget, (b, s) => send(b, s, (c) => c.hmget(key(b, k), ...fields)), errFor("hmget"))
-    ),
+  hmget: (k: string, fields: ReadonlyArray<string>) => {
+    // A plain copy, checked and sent: never the caller's own iterator (a Proxy's could be endless).
+    const fs = A.copy("hmget", "fields", fields)
+    if (fs instanceof RedisError) return Effect.fail(fs)
+    const plain = (fs ?? fields) as ReadonlyArray<string>
+    return A.checked(A.string("hmget", "key", k) ?? A.strings("hmget", "fields", plain), () =>
+      run(handle, OP.hmget, (b, s) => send(b, s, (c) => c.hmget(key(b, k), ...plain)), errFor("hmget"))
+    )
+  },
   hgetall: keyed(handle, OP.hgetall, "hgetall", (c, k) => c.hgetall(k)),
   hdel: (k: string, ...fields: ReadonlyArray<string>) =>
     A.checked(A.string("hdel", "key", k) ?? A.strings("hdel", "fields", fields), () =>

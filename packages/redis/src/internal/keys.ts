@@ -13,8 +13,15 @@ export interface Prefixed {
 /** The key as the server knows it. */
 export const key = (b: Prefixed, name: string): string => b.prefix + name
 
-/** The keys as the server knows them. */
-export const keys = (b: Prefixed, names: ReadonlyArray<string>): Array<string> => names.map((name) => b.prefix + name)
+/**
+ * The keys as the server knows them. Read by index, never through the array's own methods: an Array subclass or a
+ * Proxy (`Array.isArray` is true for both) could answer `map` with names that lack the prefix.
+ */
+export const keys = (b: Prefixed, names: ReadonlyArray<string>): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < names.length; i++) out.push(b.prefix + names[i])
+  return out
+}
 
 /**
  * A glob pattern (SCAN MATCH, PSUBSCRIBE) within the project's keys or channels: the prefix matches only itself
@@ -26,9 +33,19 @@ export const pattern = (b: Prefixed, glob: string): string => b.prefix.replace(/
 export const strip = (b: Prefixed, name: string): string =>
   name.startsWith(b.prefix) ? name.slice(b.prefix.length) : name
 
-/** A command's arguments with the ones at `positions` (0-based, after the command name) prefixed. */
+/**
+ * A command's arguments with the ones at `positions` (0-based, after the command name) prefixed; read by index
+ * (see `keys`), into a plain array.
+ */
 export const prefixArgs = (
   b: Prefixed,
   args: ReadonlyArray<string | number>,
   positions: ReadonlyArray<number>
-): Array<string | number> => args.map((a, i) => (positions.includes(i) ? b.prefix + String(a) : a))
+): Array<string | number> => {
+  const out: Array<string | number> = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    out.push(Array.prototype.includes.call(positions, i) ? b.prefix + String(a) : a)
+  }
+  return out
+}

@@ -57,9 +57,18 @@ export const queuedFields = (i: number): Fields => ({
  * Checks one raw command: its arguments' types, then the table's verdict; `keys` adds argument positions to
  * prefix.
  */
-export const prepare = (fields: Fields, name: unknown, args: unknown, keys: unknown): Prepared | RedisError => {
+export const prepare = (fields: Fields, name: unknown, rawArgs: unknown, rawKeys: unknown): Prepared | RedisError => {
+  const nameInvalid = A.string("command", fields.name, name)
+  if (nameInvalid !== undefined) return nameInvalid
+  // Read once into plain arrays: what is checked is what is sent (a getter, a Proxy or an Array subclass could
+  // answer differently, or lie through its own methods, between the check and the send).
+  const copiedArgs = A.copy(String(name), fields.args, rawArgs)
+  if (copiedArgs instanceof RedisError) return copiedArgs
+  const args: unknown = copiedArgs ?? rawArgs
+  const copiedKeys = rawKeys === undefined ? undefined : A.copy(String(name), fields.keys, rawKeys)
+  if (copiedKeys instanceof RedisError) return copiedKeys
+  const keys: unknown = copiedKeys ?? rawKeys
   const invalid =
-    A.string("command", fields.name, name) ??
     A.commandArgs(String(name), fields.args, args) ??
     (keys === undefined
       ? undefined

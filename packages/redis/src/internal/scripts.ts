@@ -64,7 +64,11 @@ export const evalScript =
     args: ReadonlyArray<string | number>,
     options?: { readonly readOnly?: boolean }
   ): Effect.Effect<unknown, RedisError | GuardError> => {
-    const checked = scriptArguments(s, keys, args, options)
+    // Plain copies, checked and sent: never the caller's own iterator (a Proxy's could be endless).
+    const copied = A.copy("eval", "args", args)
+    if (copied instanceof RedisError) return Effect.fail(copied)
+    const argv = (copied ?? args) as ReadonlyArray<string | number>
+    const checked = scriptArguments(s, keys, argv, options)
     if (checked instanceof RedisError) return Effect.fail(checked)
     const { script, readOnly } = checked
     return runScript(
@@ -72,9 +76,9 @@ export const evalScript =
       readOnly ? OP.evalReadOnly : OP.eval,
       (c, b) => {
         const ks = prefixed(b, keys)
-        return (c.evalsha(script.sha1, ks.length, ...ks, ...args) as Promise<unknown>).catch((e: unknown) =>
+        return (c.evalsha(script.sha1, ks.length, ...ks, ...argv) as Promise<unknown>).catch((e: unknown) =>
           String((e as Error)?.message).startsWith("NOSCRIPT")
-            ? (c.eval(script.lua, ks.length, ...ks, ...args) as Promise<unknown>)
+            ? (c.eval(script.lua, ks.length, ...ks, ...argv) as Promise<unknown>)
             : Promise.reject(e)
         )
       },

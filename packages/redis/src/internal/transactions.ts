@@ -54,13 +54,10 @@ export interface QueuedCommand {
 
 /** Checks every queued command (the first refusal or bad argument fails the whole transaction, nothing sent). */
 const prepareAll = (command: string, queued: unknown): ReadonlyArray<Prepared> | RedisError => {
-  let list: ReadonlyArray<unknown>
-  try {
-    if (!Array.isArray(queued)) return invalidArgument(command, "commands: expected an array of queued commands")
-    list = Array.from(queued as ReadonlyArray<unknown>)
-  } catch {
-    return invalidArgument(command, "commands: could not be read (a getter or proxy threw)")
-  }
+  // Read once by index (not through an iterator a Proxy could make endless).
+  const list = A.copy(command, "commands", queued)
+  if (list instanceof RedisError) return list
+  if (list === undefined) return invalidArgument(command, "commands: expected an array of queued commands")
   const out: Array<Prepared> = []
   for (let i = 0; i < list.length; i++) {
     const q = A.record(command, `commands[${i}]`, list[i] ?? null, ["command", "args", "keys"] as const)
