@@ -487,6 +487,25 @@ describe("RedTeam: arguments that change after the check", () => {
     }).pipe(Effect.provide(Fx.layer()))
   )
 
+  it.live("typed mget with a key that turns into a non-string after the check: a typed error, nothing sent", () =>
+    Effect.gen(function* () {
+      const a = yield* arena
+      const ks: Array<string> = ["mine"]
+      let reads = 0
+      Object.defineProperty(ks, 0, { enumerable: true, get: () => (reads++ === 0 ? "mine" : { toString: () => "x" }) })
+      const exit = yield* noDefect(a.redis.mget(ks).pipe(a.asAttacker), "mget flipping key")
+      const error = Exit.isFailure(exit) ? Exit.findErrorOption(exit) : undefined
+      assert.isTrue(
+        error?._tag === "Some" &&
+          error.value instanceof RedisError &&
+          error.value.kind === "argument" &&
+          !error.value.sent,
+        "refused as the caller's argument, unsent"
+      )
+      yield* victimIntact(a)
+    }).pipe(Effect.provide(Fx.layer()))
+  )
+
   it.live("typed blpop with an array whose map lies pops only the attacker's lists", () =>
     Effect.gen(function* () {
       const a = yield* arena

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { invalidArgument } from "../RedisError.ts"
 
 /** Anything that carries a project's prefix (a binding). */
 export interface Prefixed {
@@ -19,7 +20,12 @@ export const key = (b: Prefixed, name: string): string => b.prefix + name
  */
 export const keys = (b: Prefixed, names: ReadonlyArray<string>): Array<string> => {
   const out: Array<string> = []
-  for (let i = 0; i < names.length; i++) out.push(b.prefix + names[i])
+  for (let i = 0; i < names.length; i++) {
+    const name: unknown = names[i]
+    // What is sent is what was checked: a getter that answers a non-string now is the caller's error, unsent.
+    if (typeof name !== "string") throw invalidArgument("keys", `keys[${i}]: changed after it was checked`)
+    out.push(b.prefix + name)
+  }
   return out
 }
 
