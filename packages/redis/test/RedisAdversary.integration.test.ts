@@ -457,6 +457,21 @@ describe("RedTeam: arguments that change after the check", () => {
             : Reflect.get(t, p, r)
       })
       yield* noDefect(a.redis.multi(endless).pipe(a.asAttacker), "multi of an endless iterator")
+      // A sparse array as long as an array can be costs nothing to make: refused by its length, not copied.
+      const huge: Array<string> = []
+      huge.length = 2 ** 32 - 1
+      for (const [what, effect] of [
+        ["command args", a.redis.command("MGET", huge)],
+        ["multi", a.redis.multi(huge as never)],
+        ["hmget fields", a.redis.hmget("h", huge)]
+      ] as const) {
+        const exit = yield* noDefect(effect.pipe(a.asAttacker), what)
+        const error = Exit.isFailure(exit) ? Exit.findErrorOption(exit) : undefined
+        assert.isTrue(
+          error?._tag === "Some" && error.value instanceof RedisError && error.value.kind === "argument",
+          `${what}: refused as the caller's argument`
+        )
+      }
       // The same for every other array argument the engine sends: read by index, never through the iterator.
       const endlessStrings = new Proxy(["f"], {
         get: (t, p, r) =>

@@ -141,7 +141,8 @@ const sessionKeywords: ReadonlySet<string> = new Set(["set", "prepare", "dealloc
 const transactionScoped = /^[\s(]*set\s+(local|transaction|constraints)\b/i
 // CREATE [GLOBAL | LOCAL] TEMP[ORARY] | CREATE [OR REPLACE] TEMP VIEW | CREATE [UNLOGGED]… is not temporary.
 const temporary = /^[\s(]*create\s+(or\s+replace\s+)?((global|local)\s+)?(temp|temporary)\s/i
-const inTempSchema = /pg_temp/i
+// `pg_temp.x`, `pg_temp_3.x` (not `my_pg_temp_log`, a name of its own).
+const inTempSchema = /\bpg_temp/i
 /** Comments (nested `/* … *\/` as PostgreSQL reads them, and `--` lines) as white space. */
 const withoutComments = (sql: string): string => {
   let out = ""

@@ -93,6 +93,12 @@ const entriesUnguarded = (command: string, field: string, u: unknown): RedisErro
 }
 
 /**
+ * The most elements an array argument may have: far more than any command needs, and few enough that copying a
+ * sparse array (length 2^32 - 1 costs nothing to make) cannot stall the process.
+ */
+export const maxElements = 1_048_576
+
+/**
  * A plain copy of an array, read once by index (not through its own methods or iterator), or the caller's error;
  * `undefined` for a value that is not an array (left to the checks to name: it may be a Proxy that throws).
  */
@@ -100,8 +106,11 @@ export const copy = (command: string, field: string, u: unknown): Array<unknown>
   try {
     if (!Array.isArray(u)) return undefined
     const length: unknown = u.length
-    if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0 || length > 0xffffffff) {
+    if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) {
       return invalidArgument(command, `${field}: expected an array`)
+    }
+    if (length > maxElements) {
+      return invalidArgument(command, `${field}: ${length} elements, more than the ${maxElements} allowed`)
     }
     const out: Array<unknown> = []
     for (let i = 0; i < length; i++) out.push((u as Array<unknown>)[i])
