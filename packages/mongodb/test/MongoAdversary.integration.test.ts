@@ -19,6 +19,7 @@ import * as ApiProtections from "@tenantpool/protections/ApiProtections"
 import * as TestServers from "@tenantpool/testing/TestServers"
 import { MongoEngine } from "../src/MongoEngine.ts"
 import { MongoError } from "../src/MongoError.ts"
+import { arena } from "./fixtures/Adversary.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
 // A sent value as JSON (BSON numbers keep their wrappers in the engine's copies).
@@ -249,33 +250,15 @@ describe("MongoEngine isolation against an attacker", () => {
     () => {
       const rec = Fx.recording()
       return Effect.gen(function* () {
-        const url = TestServers.url("mongodb")
-        const observer = yield* Fx.raw(url)
-        const victimDb = yield* Fx.database(observer, url, "adv_victim")
-        const attackerDb = yield* Fx.database(observer, url, "adv_attacker")
-        const marker = `tp_pwned_${new ObjectId().toHexString()}`
-        const registry = yield* MemoryRegistry
-        const tenancy = yield* Tenancy.Tenancy
-        const mongo = yield* MongoEngine
-        const victim = Fx.projectId("adv-victim")
-        const attacker = Fx.projectId("adv-attacker")
-        yield* registry.register({ id: victim, tier: "PRO", mongodb: victimDb.url })
-        yield* registry.register({ id: attacker, tier: "FREE", mongodb: attackerDb.url })
-        yield* mongo
-          .collection("secrets")
-          .insertMany([{ s: canary }, { s: "second" }])
-          .pipe(tenancy.withProject(victim))
-        const docs = mongo.collection("docs")
-        yield* docs.insertOne({ a: 1 }).pipe(tenancy.withProject(attacker))
-        const snapshot = Effect.promise(async () => ({
-          documents: await observer
-            .db(victimDb.name)
-            .collection("secrets")
-            .find({}, { sort: { s: 1 } })
-            .toArray(),
-          collections: (await observer.db(victimDb.name).listCollections().toArray()).map((c) => c.name).sort(),
-          attacker: (await observer.db(attackerDb.name).listCollections().toArray()).map((c) => c.name).sort()
-        }))
+        const { observer, victimDb, attackerDb, marker, tenancy, mongo, attacker, docs, victimView } = yield* arena(
+          "adv",
+          canary
+        )
+        const snapshot = Effect.gen(function* () {
+          const view = yield* victimView
+          const attackerCollections = yield* Fx.call(() => observer.db(attackerDb.name).listCollections().toArray())
+          return { ...view, attacker: attackerCollections.map((c) => c.name).sort() }
+        })
         const before = yield* snapshot
         const sentBefore = rec.commands.length
 

@@ -13,12 +13,9 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { BSONSymbol, Code, DBRef, Int32, ObjectId } from "mongodb"
-import { MemoryRegistry } from "@tenantpool/core/Registry"
-import * as Tenancy from "@tenantpool/core/Tenancy"
 import * as ApiProtections from "@tenantpool/protections/ApiProtections"
-import * as TestServers from "@tenantpool/testing/TestServers"
-import { MongoEngine } from "../src/MongoEngine.ts"
 import { MongoError } from "../src/MongoError.ts"
+import { arena } from "./fixtures/Adversary.ts"
 import * as Fx from "./fixtures/Mongo.ts"
 
 const canary = `victim-secret-${new ObjectId().toHexString()}`
@@ -474,32 +471,11 @@ describe("MongoEngine red team", () => {
     () => {
       const rec = Fx.recording()
       return Effect.gen(function* () {
-        const url = TestServers.url("mongodb")
-        const observer = yield* Fx.raw(url)
-        const victimDb = yield* Fx.database(observer, url, "red_victim")
-        const attackerDb = yield* Fx.database(observer, url, "red_attacker")
-        const marker = `tp_red_${new ObjectId().toHexString()}`
-        const registry = yield* MemoryRegistry
-        const tenancy = yield* Tenancy.Tenancy
-        const mongo = yield* MongoEngine
-        const victim = Fx.projectId("red-victim")
-        const attacker = Fx.projectId("red-attacker")
-        yield* registry.register({ id: victim, tier: "PRO", mongodb: victimDb.url })
-        yield* registry.register({ id: attacker, tier: "FREE", mongodb: attackerDb.url })
-        yield* mongo
-          .collection("secrets")
-          .insertMany([{ s: canary }, { s: "second" }])
-          .pipe(tenancy.withProject(victim))
-        const docs = mongo.collection("docs")
-        yield* docs.insertOne({ a: 1 }).pipe(tenancy.withProject(attacker))
-        const snapshot = Effect.promise(async () => ({
-          documents: await observer
-            .db(victimDb.name)
-            .collection("secrets")
-            .find({}, { sort: { s: 1 } })
-            .toArray(),
-          collections: (await observer.db(victimDb.name).listCollections().toArray()).map((c) => c.name).sort()
-        }))
+        const { observer, victimDb, attackerDb, marker, tenancy, mongo, attacker, docs, victimView } = yield* arena(
+          "red",
+          canary
+        )
+        const snapshot = victimView
         const before = yield* snapshot
         const target = {
           ...docs,
